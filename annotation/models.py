@@ -1,0 +1,380 @@
+"""Projects, people, label schemas, items and their audit log.
+
+Models own the rules about one row (the item state machine, the append-only review log); writes that touch several rows
+live in ``services.py``.
+"""
+import hashlib
+import unicodedata
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+
+class Role(models.TextChoices):
+    LEAD = "lead", "Lead"
+    ANNOTATOR = "annotator", "Annotator"
+
+
+class RoutingMode(models.TextChoices):
+    BUDGET = "budget", "Review budget (top share most ambiguous)"
+    THRESHOLD = "threshold", "Uncertainty threshold"
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, help_text="The task description; it becomes the LLM's system prompt.")
+    multi_label = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    # Review policy, used by annotation/selection.py.
+    routing_mode = models.CharField(max_length=16, choices=RoutingMode.choices, default=RoutingMode.BUDGET)
+    review_budget = models.FloatField(default=0.2, help_text="Share of scored items sent to review (budget mode).")
+    review_threshold = models.FloatField(default=0.5, help_text="Ambiguity above which an item is reviewed.")
+    audit_rate = models.FloatField(default=0.05, help_text="Share of would-be auto-accepted items sampled for audit.")
+    target_accuracy = models.FloatField(default=0.98)
+    retrain_every = models.PositiveIntegerField(default=50, help_text="Retrain after this many new human reviews.")
+    auto_accept_paused = models.BooleanField(default=False)
+    auto_accept_paused_reason = models.TextField(blank=True)
+
+    # Overlap: a share of items gets k independent reviews, for agreement measures.
+    overlap_rate = models.FloatField(default=0.0)
+    overlap_k = models.PositiveSmallIntegerField(default=2)
+
+    # Generation defaults (provider, model, filter thresholds...), validated by generation/forms.py.
+    generation_settings = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self):
+        return self.name
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "project"], name="membership_unique_user_project")]
+
+    def __str__(self):
+        return f"{self.user} ({self.role}) in {self.project}"
+
+
+# Keys the review queue uses itself; a label hotkey may not take one of them.
+RESERVED_HOTKEYS = frozenset("aersu")
+
+
+class Label(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    label_words = models.JSONField(default=list, blank=True, help_text="Words that express this label in a prompt.")
+    hotkey = models.CharField(max_length=1, blank=True)
+    color = models.CharField(max_length=7, default="#4c6ef5")
+    order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["order", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="label_unique_name"),
+            models.UniqueConstraint(
+                fields=["project", "hotkey"], condition=~Q(hotkey=""), name="label_unique_hotkey"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        if self.hotkey and self.hotkey.lower() in RESERVED_HOTKEYS:
+            raise ValidationError({"hotkey": f"'{self.hotkey}' is a review-queue key (a, e, r, s, u); pick another."})
+
+
+class AttributeDimension(models.Model):
+    """A dimension for attribute-conditioned generation, e.g. topic with values [sports, finance, travel]."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="attribute_dimensions")
+    name = models.CharField(max_length=100)
+    values = models.JSONField(default=list)
+    order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["order", "id"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="attribute_unique_name")]
+
+    def __str__(self):
+        return self.name
+
+
+class Source(models.TextChoices):
+    IMPORTED = "imported", "Imported"
+    LLM = "llm", "LLM"
+    AUGMENT = "augment", "Offline augmentation"
+
+
+class Status(models.TextChoices):
+    PROPOSED = "proposed", "Proposed"
+    NEEDS_REVIEW = "needs_review", "Needs review"
+    AUTO_ACCEPTED = "auto_accepted", "Auto-accepted"
+    FILTERED = "filtered", "Filtered"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+
+
+# The item state machine (DESIGN.md). Moves back to review are undo, audits, re-routing after retraining, or a lead
+# rescuing a filtered item; every move is made by a service that also writes a Review row.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    Status.PROPOSED: frozenset({Status.NEEDS_REVIEW, Status.AUTO_ACCEPTED, Status.FILTERED}),
+    Status.NEEDS_REVIEW: frozenset({Status.ACCEPTED, Status.REJECTED, Status.AUTO_ACCEPTED}),
+    Status.AUTO_ACCEPTED: frozenset({Status.NEEDS_REVIEW}),
+    Status.ACCEPTED: frozenset({Status.NEEDS_REVIEW}),
+    Status.REJECTED: frozenset({Status.NEEDS_REVIEW}),
+    Status.FILTERED: frozenset({Status.NEEDS_REVIEW}),
+}
+FINAL_STATUSES = frozenset({Status.ACCEPTED, Status.REJECTED})
+
+
+class IllegalTransition(Exception):
+    def __init__(self, current: str, target: str):
+        super().__init__(f"An item cannot go from {current} to {target}")
+        self.current = current
+        self.target = target
+
+
+def normalise_text(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def content_hash(text: str) -> str:
+    """Hash of the normalised text, for exact-duplicate detection that ignores case and spacing."""
+    return hashlib.sha256(normalise_text(text).encode()).hexdigest()
+
+
+class Item(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    text = models.TextField()
+    extra = models.JSONField(default=dict, blank=True, help_text="Imported columns kept as they came.")
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.IMPORTED)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROPOSED)
+
+    # What the LLM proposed. An empty list means no proposal or an abstention: such items always need review.
+    proposed_labels = models.JSONField(default=list, blank=True)
+    llm_confidence = models.FloatField(null=True, blank=True)
+    llm_votes = models.JSONField(default=dict, blank=True, help_text="label -> votes across samples or variants")
+
+    # What the selective-annotation model thinks (annotation/selection.py).
+    model_label = models.CharField(max_length=100, blank=True)
+    model_scores = models.JSONField(default=dict, blank=True, help_text="probabilities and uncertainty signals")
+    ambiguity = models.FloatField(null=True, blank=True, help_text="combined routing score; higher = review sooner")
+    route_reason = models.CharField(max_length=200, blank=True)
+    is_audit = models.BooleanField(default=False)
+    scored_round = models.PositiveIntegerField(null=True, blank=True)
+
+    final_labels = models.JSONField(default=list, blank=True)
+    filter_reason = models.CharField(max_length=200, blank=True)
+
+    # Where it came from: job id, prompt conditions, exemplar ids, model name, raw response id.
+    provenance = models.JSONField(default=dict, blank=True)
+    # A plain id rather than a foreign key keeps the dependency one-way (generation -> annotation).
+    generation_job_id = models.BigIntegerField(null=True, blank=True)
+    # Set by writers that may run twice (a retried generation batch, a re-run import) so the retry stores nothing new.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    content_hash = models.CharField(max_length=64)
+
+    # Optimistic locking: every change bumps it; a save that expected another version is refused.
+    version = models.PositiveIntegerField(default=1)
+
+    # Review-queue lease.
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    reviews_required = models.PositiveSmallIntegerField(default=1)
+    review_count = models.PositiveSmallIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # Browse pages: WHERE project_id = ? AND status = ? ORDER BY id (keyset pagination).
+            models.Index(fields=["project", "status", "id"], name="item_project_status_id"),
+            # Review queue: WHERE project_id = ? AND status = 'needs_review' ORDER BY ambiguity DESC, id.
+            models.Index(
+                fields=["project", "-ambiguity", "id"],
+                condition=Q(status="needs_review"),
+                name="item_queue_order",
+            ),
+            # Duplicate detection: WHERE project_id = ? AND content_hash IN (...).
+            models.Index(fields=["project", "content_hash"], name="item_project_hash"),
+            # Export and dashboards by job: WHERE generation_job_id = ?.
+            models.Index(fields=["generation_job_id"], name="item_generation_job"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="item_unique_idempotency_key",
+            ),
+        ]
+
+    def __str__(self):
+        return f"#{self.pk} {self.text[:40]}"
+
+    def save(self, *args, **kwargs):
+        if not self.content_hash:
+            self.content_hash = content_hash(self.text)
+        super().save(*args, **kwargs)
+
+    @property
+    def labels(self) -> list[str]:
+        """The labels the item stands for now: final if a person decided, else what the LLM proposed."""
+        return self.final_labels or self.proposed_labels
+
+    def can_move_to(self, target: str) -> bool:
+        return target in TRANSITIONS.get(self.status, frozenset())
+
+    def move_to(self, target: str) -> None:
+        """Change status in memory (services save it); refuses moves the state machine does not allow."""
+        if not self.can_move_to(target):
+            raise IllegalTransition(self.status, target)
+        self.status = target
+        self.version += 1
+
+
+class ReviewAction(models.TextChoices):
+    ACCEPT = "accept", "Accept"
+    EDIT = "edit", "Edit"
+    REJECT = "reject", "Reject"
+    SKIP = "skip", "Skip"
+    UNDO = "undo", "Undo"
+    ROUTE = "route", "Routed"
+    AUTO_ACCEPT = "auto_accept", "Auto-accepted"
+    FILTER = "filter", "Filtered"
+    REOPEN = "reopen", "Reopened"
+    IMPORT = "import", "Imported"
+
+
+class RejectReason(models.TextChoices):
+    WRONG_LABEL = "wrong_label", "Wrong label"
+    LOW_QUALITY = "low_quality", "Low quality"
+    DUPLICATE = "duplicate", "Duplicate"
+    UNSAFE = "unsafe", "Unsafe"
+    OTHER = "other", "Other"
+
+
+class AppendOnlyError(Exception):
+    pass
+
+
+class ReviewQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError("Reviews are an append-only log")
+
+    def delete(self):
+        raise AppendOnlyError("Reviews are an append-only log")
+
+
+class Review(models.Model):
+    """One entry of the append-only audit log: who did what to which item, with the state before and after."""
+
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="reviews")
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    action = models.CharField(max_length=16, choices=ReviewAction.choices)
+    before = models.JSONField(default=dict, help_text="status, text and labels before the action")
+    after = models.JSONField(default=dict)
+    reason = models.CharField(max_length=32, blank=True)
+    note = models.TextField(blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    is_audit = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = ReviewQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # Item history and undo: WHERE item_id = ? ORDER BY id DESC.
+            models.Index(fields=["item", "-id"], name="review_item_recent"),
+            # Per-user progress and undo: WHERE project_id = ? AND user_id = ? ORDER BY id DESC.
+            models.Index(fields=["project", "user", "-id"], name="review_project_user_recent"),
+        ]
+
+    def __str__(self):
+        return f"{self.action} on item {self.item_id} by {self.user_id}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise AppendOnlyError("Reviews are an append-only log")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("Reviews are an append-only log")
+
+
+class ScoringRound(models.Model):
+    """One train + rescore + route round of the selective-annotation model."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="scoring_rounds")
+    model_version = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    training_size = models.PositiveIntegerField(default=0)
+    human_labels = models.PositiveIntegerField(default=0)
+    items_scored = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True, help_text="cross-validated agreement, routing counts...")
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "model_version"], name="scoring_round_unique_version"),
+        ]
+
+
+class ImportJob(models.Model):
+    """A CSV/JSONL import: validated in full first, then written all-or-nothing, in a background task."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        VALIDATING = "validating", "Validating"
+        IMPORTING = "importing", "Importing"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    file_name = models.CharField(max_length=255)
+    file_path = models.CharField(max_length=500, blank=True)
+    format = models.CharField(max_length=8)
+    options = models.JSONField(default=dict, blank=True, help_text="column mapping, duplicate policy")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    rows_imported = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="[{row, field, message}], capped")
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]

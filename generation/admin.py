@@ -1,0 +1,23 @@
+from django.contrib import admin
+
+from generation.models import GenerationBatch, GenerationJob, JobEvent
+
+
+class JobEventInline(admin.TabularInline):
+    model = JobEvent
+    extra = 0
+    readonly_fields = ["kind", "message", "data", "created_at"]
+
+
+@admin.register(GenerationJob)
+class GenerationJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "mode", "provider", "status", "requested", "produced", "filtered", "failed"]
+    list_filter = ["status", "mode", "provider"]
+    raw_id_fields = ["project", "created_by"]
+    inlines = [JobEventInline]
+
+
+@admin.register(GenerationBatch)
+class GenerationBatchAdmin(admin.ModelAdmin):
+    list_display = ["job", "index", "done", "created_at"]
+    raw_id_fields = ["job"]

@@ -1,0 +1,1 @@
+"""Tiny pure helpers with no Django state: environment parsing and the like."""

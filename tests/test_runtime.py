@@ -1,0 +1,57 @@
+"""The two runtimes: real worker processes on the filesystem broker and on Redis, and production settings."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, port_open, require, start_worker, stop_worker, worker_env
+
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "x" * 20 + "-a-long-random-production-secret-key-0123456789",
+    "ALLOWED_HOSTS": "synthstudio.example.com",
+}
+
+
+def manage(*args, env, timeout=120):
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("broker", ["filesystem", "redis"])
+def test_a_real_worker_round_trips_a_task(transactional_db, tmp_path, broker):
+    if broker == "redis":
+        require(port_open("127.0.0.1", 6379), "Redis on 127.0.0.1:6379")
+        extra = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/15", "CELERY_RESULT_BACKEND": "redis://127.0.0.1:6379/15"}
+    else:
+        extra = {"CELERY_BROKER_URL": "filesystem://", "CELERY_BROKER_DIR": str(tmp_path / "broker"),
+                 "CELERY_RESULT_BACKEND": f"file://{tmp_path}"}
+    env = worker_env(**extra)
+    queue = f"roundtrip-{broker}-{os.getpid()}"
+    env["CELERY_TASK_DEFAULT_QUEUE"] = queue
+    worker = start_worker(queue=queue, env=env, concurrency=1)
+    try:
+        result = manage("check_worker", "--timeout", "60", env=env)
+    finally:
+        log = stop_worker(worker)
+    assert result.returncode == 0, result.stderr + log
+    assert "Worker answered: database=" in result.stdout
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    env = {**os.environ, **PRODUCTION, "SECRET_KEY": ""}
+    result = manage("check", env=env)
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_production_refuses_a_bad_boolean():
+    result = manage("check", env={**os.environ, "DEBUG": "ture"})
+    assert result.returncode != 0
+    assert "DEBUG='ture' is not a boolean" in result.stderr
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env={**os.environ, **PRODUCTION})
+    assert result.returncode == 0, result.stdout + result.stderr
