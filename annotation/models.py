@@ -215,6 +215,15 @@ class Item(models.Model):
                 condition=Q(status="needs_review"),
                 name="item_queue_order",
             ),
+            # Review queue, second opinions: WHERE project_id = ? AND status IN ('accepted', 'rejected')
+            # AND review_count < reviews_required ORDER BY id (annotation/queue.py).
+            models.Index(
+                fields=["project", "id"],
+                condition=Q(status__in=["accepted", "rejected"], review_count__lt=models.F("reviews_required")),
+                name="item_overlap_pending",
+            ),
+            # Lead's browse without a status filter: WHERE project_id = ? AND id < ? ORDER BY id DESC (keyset).
+            models.Index(fields=["project", "id"], name="item_project_id"),
             # Duplicate detection: WHERE project_id = ? AND content_hash IN (...).
             models.Index(fields=["project", "content_hash"], name="item_project_hash"),
             # Export and dashboards by job: WHERE generation_job_id = ?.
