@@ -272,6 +272,8 @@ class ReviewAction(models.TextChoices):
     FILTER = "filter", "Filtered"
     REOPEN = "reopen", "Reopened"
     IMPORT = "import", "Imported"
+    # A lead renamed or merged a label; the item's labels were rewritten (annotation/schema.py).
+    RELABEL = "relabel", "Relabelled"
 
 
 class RejectReason(models.TextChoices):
@@ -381,6 +383,9 @@ class ImportJob(models.Model):
     rows_imported = models.PositiveIntegerField(default=0)
     duplicates = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True, help_text="[{row, field, message}], capped")
+    duplicate_rows = models.JSONField(
+        default=list, blank=True, help_text="[{row, duplicate_of}] examples of duplicate texts, capped"
+    )
     celery_task_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
