@@ -392,3 +392,60 @@ class ImportJob(models.Model):
 
     class Meta:
         ordering = ["-id"]
+
+
+class DashboardSnapshot(models.Model):
+    """The cached result of one heavy dashboard computation (annotation/dashboard.py), one row per project and kind.
+
+    ``pending_since`` is set when a refresh is queued and cleared when it is done, so a busy page asks once.
+    """
+
+    class Kind(models.TextChoices):
+        OVERVIEW = "overview", "Counts, coverage, reviews and routing"
+        QUALITY = "quality", "Diversity and agreement"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="dashboard_snapshots")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    data = models.JSONField(default=dict, blank=True)
+    computed_at = models.DateTimeField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    pending_since = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            # Also serves the page's read: WHERE project_id = ? (all kinds at once).
+            models.UniqueConstraint(fields=["project", "kind"], name="dashboard_snapshot_unique_kind"),
+        ]
+
+
+class EvaluationRun(models.Model):
+    """Train on synthetic, test on real: one gold test set and the scores of classifiers trained on project data."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="evaluation_runs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    file_name = models.CharField(max_length=255)
+    # [[text, label], ...]: kept in the database so that a worker on another machine can read it.
+    gold = models.JSONField(default=list)
+    gold_size = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="percent")
+    step = models.CharField(max_length=200, blank=True)
+    results = models.JSONField(default=dict, blank=True, help_text="training set -> size, accuracy, macro-F1")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # Dashboard: WHERE project_id = ? ORDER BY id DESC LIMIT n.
+            models.Index(fields=["project", "-id"], name="evaluation_project_recent"),
+        ]
