@@ -39,6 +39,10 @@ class GenerationJob(models.Model):
     filtered = models.PositiveIntegerField(default=0)
     filtered_by_reason = models.JSONField(default=dict, blank=True)
     failed = models.PositiveIntegerField(default=0, help_text="requested samples never obtained (errors, bad output)")
+    failed_by_reason = models.JSONField(default=dict, blank=True)
+    malformed = models.PositiveIntegerField(default=0, help_text="model answers that failed validation")
+    requests_made = models.PositiveIntegerField(default=0, help_text="provider calls, retries not included")
+    retries = models.PositiveIntegerField(default=0, help_text="provider calls repeated after 429/5xx/timeouts")
     batches_done = models.PositiveIntegerField(default=0)
     batches_total = models.PositiveIntegerField(default=0)
 
@@ -89,3 +93,26 @@ class GenerationBatch(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["job", "index"], name="generation_batch_unique_index")]
+
+
+class NearDuplicateKey(models.Model):
+    """One locality-sensitive-hashing band of an item's MinHash signature (generation/filters.py).
+
+    Items that share a band key are near-duplicate candidates; keeping the keys in a table makes the check against a
+    whole project one indexed query instead of a scan over its texts.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    # A plain id, as on Item.generation_job_id, so annotation never depends on this table.
+    item_id = models.BigIntegerField()
+    band = models.BigIntegerField()
+
+    class Meta:
+        indexes = [
+            # Near-duplicate lookup: WHERE project_id = ? AND band IN (...).
+            models.Index(fields=["project", "band"], name="neardup_project_band"),
+        ]
+        constraints = [
+            # Also serves "is this item indexed yet": WHERE item_id = ? (its leading column).
+            models.UniqueConstraint(fields=["item_id", "band"], name="neardup_unique_item_band"),
+        ]
