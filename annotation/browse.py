@@ -1,0 +1,74 @@
+"""Reads for the lead's item browser: filtered keyset pages over a project's items, and one item's history.
+
+Pages are newest first and addressed by id (``after``: older than this id, ``before``: newer than it), so a page
+costs one index range scan however deep it is: ``item_project_id`` without a status filter, ``item_project_status_id``
+with one. Label and text filters are applied while walking that range; a rare term in a huge project walks far
+(a trigram index would be the next step on PostgreSQL).
+"""
+import json
+from dataclasses import dataclass
+
+from django.db import connection
+from django.db.models import Q, QuerySet
+
+from annotation.models import Item, Project, Review
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class ItemPage:
+    items: list[Item]
+    newer: int | None  # pass as ``before`` to get the page before this one
+    older: int | None  # pass as ``after`` to get the page after this one
+
+
+def _has_label(label: str) -> Q:
+    """Items whose current labels (final, else proposed) include ``label``."""
+    if connection.vendor == "postgresql":
+        final, proposed = Q(final_labels__contains=[label]), Q(proposed_labels__contains=[label])
+    else:
+        # SQLite has no JSON containment lookup; a JSON list holds the quoted name exactly when it holds the label.
+        quoted = json.dumps(label)
+        final, proposed = Q(final_labels__icontains=quoted), Q(proposed_labels__icontains=quoted)
+    return final | (Q(final_labels=[]) & proposed)
+
+
+def items_browse(
+    *,
+    project: Project,
+    status: str = "",
+    source: str = "",
+    label: str = "",
+    q: str = "",
+    after: int | None = None,
+    before: int | None = None,
+    page_size: int = PAGE_SIZE,
+) -> ItemPage:
+    qs = Item.objects.filter(project=project, archived_at__isnull=True)
+    if status:
+        qs = qs.filter(status=status)
+    if source:
+        qs = qs.filter(source=source)
+    if label:
+        qs = qs.filter(_has_label(label))
+    if q:
+        qs = qs.filter(text__icontains=q)
+    qs = qs.select_related("claimed_by").defer("extra", "llm_votes")
+    # One row more than a page tells whether another page follows in that direction; the other direction has
+    # rows whenever we came from there (the page we left).
+    if before is not None:
+        rows = list(qs.filter(id__gt=before).order_by("id")[: page_size + 1])
+        items = list(reversed(rows[:page_size]))
+        return ItemPage(items=items, newer=items[0].id if len(rows) > page_size else None,
+                        older=items[-1].id if items else None)
+    if after is not None:
+        qs = qs.filter(id__lt=after)
+    rows = list(qs.order_by("-id")[: page_size + 1])
+    items = rows[:page_size]
+    return ItemPage(items=items, newer=items[0].id if after is not None and items else None,
+                    older=items[-1].id if len(rows) > page_size else None)
+
+
+def item_history(*, item: Item) -> QuerySet[Review]:
+    return Review.objects.filter(item=item).select_related("user").order_by("id")
