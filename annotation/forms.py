@@ -1,7 +1,8 @@
 """Validation only; the writes happen in services."""
 from django import forms
+from django.conf import settings
 
-from annotation.models import Role
+from annotation.models import Role, RoutingMode, Source, Status
 
 
 class MemberAddForm(forms.Form):
@@ -18,3 +19,108 @@ class ProjectCreateForm(forms.Form):
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False,
                                   label="Task description")
     multi_label = forms.BooleanField(required=False, label="Items may have several labels")
+
+
+# --- Project set-up: settings, labels, attribute dimensions (services in annotation/schema.py) ---
+
+def _lines_or_commas(value: str) -> list[str]:
+    """Split a textarea of values, one per line or separated by commas, dropping blanks."""
+    parts = value.replace(",", "\n").splitlines()
+    return [p.strip() for p in parts if p.strip()]
+
+
+class ProjectSettingsForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), required=False, label="Task description",
+                                  help_text="Becomes the LLM's system prompt.")
+    multi_label = forms.BooleanField(required=False, label="Items may have several labels")
+    routing_mode = forms.ChoiceField(choices=RoutingMode.choices, label="Routing")
+    review_budget = forms.FloatField(min_value=0, max_value=1, label="Review budget",
+                                     help_text="Share of scored items sent to people (0-1), in budget mode.")
+    review_threshold = forms.FloatField(min_value=0, max_value=1, label="Review threshold",
+                                        help_text="Ambiguity above which an item is reviewed (0-1), in threshold mode.")
+    audit_rate = forms.FloatField(min_value=0, max_value=1, label="Audit rate",
+                                  help_text="Share of would-be auto-accepted items reviewed anyway, to measure accuracy.")
+    target_accuracy = forms.FloatField(min_value=0.5, max_value=1, label="Target accuracy")
+    retrain_every = forms.IntegerField(min_value=1, max_value=100000, label="Retrain after this many reviews")
+    overlap_rate = forms.FloatField(min_value=0, max_value=1, label="Overlap rate",
+                                    help_text="Share of items reviewed by several people, for agreement measures.")
+    overlap_k = forms.IntegerField(min_value=2, max_value=10, label="Reviewers per overlapping item")
+
+
+class LabelForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    label_words = forms.CharField(required=False, label="Label words",
+                                  help_text="Words that express the label in prompts, separated by commas.")
+    hotkey = forms.CharField(max_length=1, required=False, help_text="One letter or digit; not a, e, r, s or u.")
+    color = forms.RegexField(regex=r"^#[0-9a-fA-F]{6}$", initial="#4c6ef5", label="Colour",
+                             widget=forms.TextInput(attrs={"type": "color"}),
+                             error_messages={"invalid": "A colour is written #rrggbb."})
+    order = forms.IntegerField(min_value=0, max_value=10000, required=False)
+
+    def clean_label_words(self):
+        return _lines_or_commas(self.cleaned_data["label_words"])
+
+
+class LabelDeleteForm(forms.Form):
+    merge_into = forms.ModelChoiceField(queryset=None, required=False, label="Merge its items into",
+                                        empty_label="(nothing: delete only if unused)")
+
+    def __init__(self, *args, label, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["merge_into"].queryset = label.project.labels.exclude(pk=label.pk)
+
+
+class AttributeForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    values = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}),
+                             help_text="One value per line (or separated by commas).")
+
+    def clean_values(self):
+        return _lines_or_commas(self.cleaned_data["values"])
+
+
+# --- Import and export (annotation/importing.py, annotation/exporting.py) ---
+
+class ImportForm(forms.Form):
+    file = forms.FileField(help_text="CSV with a header row, or JSONL (one JSON object per line); UTF-8.")
+    text_column = forms.CharField(max_length=200, initial="text")
+    label_column = forms.CharField(max_length=200, required=False, label="Gold/seed label column",
+                                   help_text="Rows with a label here are stored as human-verified (accepted).")
+    llm_label_column = forms.CharField(max_length=200, required=False, label="LLM label column")
+    llm_confidence_column = forms.CharField(max_length=200, required=False, label="LLM confidence column")
+    duplicates = forms.ChoiceField(
+        choices=[("skip", "Skip duplicate texts"), ("keep", "Keep duplicate texts")], initial="skip",
+        widget=forms.RadioSelect, help_text="A duplicate repeats an earlier row or an item already in the project.",
+    )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > settings.MAX_UPLOAD_BYTES:
+            raise forms.ValidationError(
+                f"The file is {upload.size / 1e6:.1f} MB; uploads are limited to "
+                f"{settings.MAX_UPLOAD_BYTES / 1e6:.1f} MB. Split it, or import it with manage.py import_items."
+            )
+        if not upload.name.lower().endswith((".csv", ".jsonl", ".ndjson")):
+            raise forms.ValidationError("Upload a .csv or .jsonl file.")
+        return upload
+
+
+class ExportForm(forms.Form):
+    format = forms.ChoiceField(choices=[("csv", "CSV"), ("jsonl", "JSONL")], initial="csv")
+    status = forms.MultipleChoiceField(choices=Status.choices, required=False,
+                                       widget=forms.CheckboxSelectMultiple, help_text="None ticked: every status.")
+    source = forms.ChoiceField(choices=[("", "any")] + list(Source.choices), required=False)
+    label = forms.ChoiceField(required=False, help_text="Only items that carry this label (final, else proposed).")
+    created_from = forms.DateField(required=False, label="Created on or after",
+                                   widget=forms.DateInput(attrs={"type": "date"}))
+    created_to = forms.DateField(required=False, label="Created on or before",
+                                 widget=forms.DateInput(attrs={"type": "date"}))
+    provenance = forms.BooleanField(required=False, label="Add provenance columns",
+                                    help_text="Job, prompt conditions, model, last reviewer and action, scores.")
+
+    def __init__(self, *args, project, **kwargs):
+        super().__init__(*args, **kwargs)
+        names = project.labels.values_list("name", flat=True)
+        self.fields["label"].choices = [("", "any")] + [(n, n) for n in names]

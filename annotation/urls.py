@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation.views import projects
+from annotation.views import projects, schema
 
 urlpatterns = [
     path("", projects.home, name="home"),
@@ -10,4 +10,12 @@ urlpatterns = [
     path("projects/<int:project_id>/", projects.project_detail, name="project_detail"),
     path("projects/<int:project_id>/members/", projects.members, name="members"),
     path("projects/<int:project_id>/members/<int:membership_id>/", projects.member_update, name="member_update"),
+    path("projects/<int:project_id>/settings/", schema.project_settings, name="project_settings"),
+    path("projects/<int:project_id>/labels/", schema.labels, name="labels"),
+    path("projects/<int:project_id>/labels/<int:label_id>/", schema.label_edit, name="label_edit"),
+    path("projects/<int:project_id>/labels/<int:label_id>/delete/", schema.label_delete, name="label_delete"),
+    path("projects/<int:project_id>/attributes/", schema.attributes, name="attributes"),
+    path("projects/<int:project_id>/attributes/<int:dimension_id>/", schema.attribute_edit, name="attribute_edit"),
+    path("projects/<int:project_id>/attributes/<int:dimension_id>/delete/", schema.attribute_delete,
+         name="attribute_delete"),
 ]
