@@ -23,9 +23,7 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     ),
     "generate": (
         "Write $count new samples whose label is $label.\n"
-        "$attributes"
-        "$exemplars"
-        "$avoid"
+        "${attributes}${exemplars}${avoid}"
         'Each sample is an object {"text": "...", "label": "$label"}; reply with {"samples": [...]}. '
         "Make the samples varied and realistic; do not copy the examples."
     ),
