@@ -210,7 +210,7 @@ def item_review(
 
 def _edited_text(item: Item, text: str | None) -> str | None:
     """The new text if the annotator changed it, else None; browsers send CRLF and padding a person did not type."""
-    if text is None:
+    if text is None or not text.strip():
         return None
     text = text.replace("\r\n", "\n").strip()
     return text if text != item.text.strip() else None

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation.views import projects, schema
+from annotation.views import browse, projects, queue, schema
 
 urlpatterns = [
     path("", projects.home, name="home"),
@@ -18,4 +18,9 @@ urlpatterns = [
     path("projects/<int:project_id>/attributes/<int:dimension_id>/", schema.attribute_edit, name="attribute_edit"),
     path("projects/<int:project_id>/attributes/<int:dimension_id>/delete/", schema.attribute_delete,
          name="attribute_delete"),
+    path("projects/<int:project_id>/queue/", queue.queue_page, name="queue"),
+    path("projects/<int:project_id>/queue/items/<int:item_id>/", queue.queue_review, name="queue_review"),
+    path("projects/<int:project_id>/queue/undo/", queue.queue_undo, name="queue_undo"),
+    path("projects/<int:project_id>/items/", browse.item_list, name="item_list"),
+    path("projects/<int:project_id>/items/<int:item_id>/", browse.item_detail, name="item_detail"),
 ]

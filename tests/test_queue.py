@@ -104,6 +104,13 @@ def test_an_edit_that_changes_nothing_is_an_accept(project, annotator):
     assert logged.action == ReviewAction.ACCEPT
 
 
+def test_an_accept_with_an_empty_text_field_keeps_the_text(project, annotator):
+    item = make_item(project, "keep me")
+    review(project, annotator, item, text="")
+    item.refresh_from_db()
+    assert item.text == "keep me"
+
+
 def test_an_empty_edit_is_refused(project, annotator):
     item = make_item(project)
     with pytest.raises(ServiceError, match="cannot be empty"):
