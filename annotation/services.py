@@ -1,7 +1,8 @@
 """Writes that touch several rows or have side effects: projects, memberships and item state changes.
 
 Every status change of an item goes through ``item_transition`` (or a service built on it), which checks the state
-machine on ``Item``, bumps the version and appends a ``Review`` row in the same transaction.
+machine on ``Item``, bumps the version and appends a ``Review`` row in the same transaction. Imports are created in
+bulk by ``annotation/importing.py``.
 """
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -14,9 +15,7 @@ from annotation.models import (
     Membership,
     Project,
     Review,
-    ReviewAction,
     Role,
-    Source,
     Status,
 )
 
@@ -139,35 +138,6 @@ def item_transition(
         time_spent_ms=time_spent_ms,
         is_audit=item.is_audit,
     )
-
-
-@transaction.atomic
-def items_create_imported(*, project: Project, rows: list[dict], user=None) -> list[Item]:
-    """Create imported items; a row with ``final_labels`` is a human-verified seed and is stored as accepted."""
-    items = []
-    for row in rows:
-        labels = row.get("final_labels") or []
-        item = Item.objects.create(
-            project=project,
-            text=row["text"],
-            extra=row.get("extra") or {},
-            source=Source.IMPORTED,
-            status=Status.ACCEPTED if labels else Status.PROPOSED,
-            final_labels=labels,
-            proposed_labels=row.get("proposed_labels") or [],
-            llm_confidence=row.get("llm_confidence"),
-            provenance=row.get("provenance") or {},
-        )
-        items.append(item)
-        Review.objects.create(
-            item=item,
-            project=project,
-            user=user,
-            action=ReviewAction.IMPORT,
-            before={},
-            after=item_snapshot(item),
-        )
-    return items
 
 
 def label_names(project: Project) -> list[str]:

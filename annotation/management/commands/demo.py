@@ -8,7 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from annotation import services
-from annotation.models import Label, Membership, Project, ReviewAction, Role, Status
+from annotation.importing import ImportRow, items_import
+from annotation.models import Item, Label, Membership, Project, ReviewAction, Role, Status
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "demo_data" / "trec6_sample.csv"
 DEMO_PROJECT = "Demo: TREC question types"
@@ -66,15 +67,16 @@ class Command(BaseCommand):
         with DEMO_FILE.open(encoding="utf-8", newline="") as f:
             rows = list(csv.DictReader(f))
         seeds, pool = rows[:SEEDS], rows[SEEDS:]
-        services.items_create_imported(
+        items_import(
             project=project, user=users["lead"],
-            rows=[{"text": r["text"], "final_labels": [r["label"]], "provenance": {"demo": "gold seed"}} for r in seeds],
+            rows=[ImportRow(row=i, text=r["text"], final_labels=[r["label"]], provenance={"demo": "gold seed"})
+                  for i, r in enumerate(seeds, 2)],
         )
-        items = services.items_create_imported(
+        items_import(
             project=project, user=users["lead"],
-            rows=[{"text": r["text"], "extra": {"gold": r["label"]}} for r in pool],
+            rows=[ImportRow(row=i, text=r["text"], extra={"gold": r["label"]}) for i, r in enumerate(pool, 2 + SEEDS)],
         )
-        for item in items:
+        for item in Item.objects.filter(project=project, status=Status.PROPOSED):
             services.item_transition(item=item, to=Status.NEEDS_REVIEW, action=ReviewAction.ROUTE,
                                      note="demo: unlabelled pool item")
         return project
