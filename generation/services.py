@@ -165,8 +165,9 @@ def job_create(*, project: Project, user, mode: str, provider: str, model_name: 
     return job
 
 
-def job_preview(*, project: Project, mode: str, provider: str, options: dict) -> list[dict]:
-    """The exact messages of the job's first request (for labelling: the first pool item)."""
+def job_preview(*, project: Project, mode: str, provider: str, options: dict, model_name: str = "") -> list[dict]:
+    """The exact messages of the job's first request (for labelling: the first pool item); the model name does not
+    change them."""
     config, _ = job_config(project=project, mode=mode, provider=provider, options=options)
     spec = engine.spec_from_config(config)
     templates = prompts.templates_with_defaults(config.get("templates"))

@@ -130,3 +130,13 @@ def celery_worker_process(transactional_db):
         output = stop_worker(proc)
         if "Traceback" in output:
             print(output)
+
+
+@pytest.fixture
+def llm_server():
+    """A loopback OpenAI-compatible server (tests/llm_server.py) with fast rate-limit retries; faults via
+    ``queue_faults`` / ``configure``."""
+    from tests.llm_server import LLMServer
+
+    with LLMServer(seed=7, retry_after=0.05) as server:
+        yield server
