@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation.views import browse, projects, queue, schema
+from annotation.views import browse, dashboard, projects, queue, schema
 
 urlpatterns = [
     path("", projects.home, name="home"),
@@ -23,4 +23,7 @@ urlpatterns = [
     path("projects/<int:project_id>/queue/undo/", queue.queue_undo, name="queue_undo"),
     path("projects/<int:project_id>/items/", browse.item_list, name="item_list"),
     path("projects/<int:project_id>/items/<int:item_id>/", browse.item_detail, name="item_detail"),
+    path("projects/<int:project_id>/dashboard/", dashboard.dashboard_page, name="dashboard"),
+    path("projects/<int:project_id>/dashboard/refresh/", dashboard.dashboard_refresh, name="dashboard_refresh"),
+    path("projects/<int:project_id>/dashboard/evaluations/", dashboard.evaluation_create, name="evaluation_create"),
 ]
