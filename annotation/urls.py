@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation.views import browse, dashboard, projects, queue, schema
+from annotation.views import browse, dashboard, io, projects, queue, schema
 
 urlpatterns = [
     path("", projects.home, name="home"),
@@ -18,6 +18,10 @@ urlpatterns = [
     path("projects/<int:project_id>/attributes/<int:dimension_id>/", schema.attribute_edit, name="attribute_edit"),
     path("projects/<int:project_id>/attributes/<int:dimension_id>/delete/", schema.attribute_delete,
          name="attribute_delete"),
+    path("projects/<int:project_id>/import/", io.import_page, name="import"),
+    path("projects/<int:project_id>/import/<int:job_id>/", io.import_detail, name="import_detail"),
+    path("projects/<int:project_id>/export/", io.export_page, name="export"),
+    path("projects/<int:project_id>/export/download/", io.export_download, name="export_download"),
     path("projects/<int:project_id>/queue/", queue.queue_page, name="queue"),
     path("projects/<int:project_id>/queue/items/<int:item_id>/", queue.queue_review, name="queue_review"),
     path("projects/<int:project_id>/queue/undo/", queue.queue_undo, name="queue_undo"),
