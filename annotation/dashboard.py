@@ -49,8 +49,8 @@ MAX_JOBS = 20
 ACTIVITY_DAYS = 30
 # Agreement reads the overlap reviews themselves; beyond this many (most recent first) it stops.
 MAX_AGREEMENT_REVIEWS = 200_000
-# Items whose provenance names the attribute values they were generated for: provenance["conditions"][dimension].
-CONDITIONS_KEY = "conditions"
+# Generated items name the attribute values they were written for in provenance["conditions"]["attributes"][name]
+# (generation/services.py).
 _ID_CHUNK = 1000
 
 
@@ -226,7 +226,7 @@ def coverage_compute(*, project: Project, labels: list[str]) -> list[dict]:
     grids = []
     usable = _live_items(project).exclude(status__in=(Status.FILTERED, Status.REJECTED))
     for dimension in AttributeDimension.objects.filter(project=project):
-        value = KeyTextTransform(dimension.name, KeyTransform(CONDITIONS_KEY, "provenance"))
+        value = KeyTextTransform(dimension.name, KeyTransform("attributes", KeyTransform("conditions", "provenance")))
         counts = Counter()
         rows = (
             usable.annotate(value=value).filter(value__isnull=False)

@@ -20,6 +20,11 @@ from tests.factories import make_item, make_user
 VISITORS = ["lead", "annotator", "outsider", "anonymous"]
 
 
+def conditions(topic):
+    """Provenance as generation/services.py writes it."""
+    return {"job": 1, "conditions": {"label": "positive", "attributes": {"topic": topic}}}
+
+
 def decide(item, user, action, labels=None):
     """A person's first review, as the review queue records it."""
     to = Status.REJECTED if action == ReviewAction.REJECT else Status.ACCEPTED
@@ -55,10 +60,10 @@ def reviewed(project, lead, annotator):
     items = []
     for i in range(8):
         items.append(make_item(project, f"generated {i}", proposed=("positive" if i < 6 else "negative",),
-                               provenance={"conditions": {"topic": "sports" if i < 5 else "finance"}},
+                               provenance=conditions("sports" if i < 5 else "finance"),
                                generation_job_id=1))
     make_item(project, "imported pool text", source=Source.IMPORTED, status=Status.PROPOSED, proposed=())
-    make_item(project, "auto one", status=Status.AUTO_ACCEPTED, provenance={"conditions": {"topic": "travel"}})
+    make_item(project, "auto one", status=Status.AUTO_ACCEPTED, provenance=conditions("travel"))
     make_item(project, "junk", status=Status.FILTERED)
     decide(items[0], annotator, ReviewAction.ACCEPT)
     decide(items[1], annotator, ReviewAction.EDIT, labels=["negative"])
@@ -195,7 +200,7 @@ def _grow(project, n):
     Item.objects.bulk_create(
         Item(project=project, text=f"bulk {project.pk} {i}", source=Source.LLM, status=Status.NEEDS_REVIEW,
              proposed_labels=["positive" if i % 2 else "negative"], content_hash=f"{project.pk}-{i}",
-             provenance={"conditions": {"topic": "sports"}}, generation_job_id=i % 3 + 1)
+             provenance=conditions("sports"), generation_job_id=i % 3 + 1)
         for i in range(n)
     )
 
