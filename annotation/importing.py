@@ -246,12 +246,25 @@ def _jsonl_records(f, options: ImportOptions):
             except json.JSONDecodeError as exc:
                 yield row, RowProblem(row, "", f"bad JSON: {exc.msg} (column {exc.colno})")
                 continue
+            if "\\u0000" in line and _has_nul(value):
+                yield row, RowProblem(row, "", "contains a NUL character (\\u0000), which the database cannot store")
+                continue
             if not isinstance(value, dict):
                 yield row, RowProblem(row, "", "each line must be a JSON object, like {\"text\": \"...\"}")
                 continue
             yield row, value
     except UnicodeDecodeError as exc:
         raise _not_utf8(exc, row + 1) from None
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 # --- Checking one row ------------------------------------------------------------------------------------------------

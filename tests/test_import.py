@@ -110,6 +110,13 @@ def test_bad_json_lines_are_reported_by_line(tmp_path, project, lead):
     assert "JSON object" in job.errors[1]["message"]
 
 
+def test_a_nul_character_is_refused_before_the_database_sees_it(tmp_path, project, lead):
+    path = write(tmp_path, "nul.jsonl", '{"text": "a\\u0000b"}\n{"text": "fine", "note": "\\\\u0000 is text"}\n')
+    job = run_import(project, lead, path)
+    assert [(e["row"], e["message"]) for e in job.errors] == [
+        (1, "contains a NUL character (\\u0000), which the database cannot store")]
+
+
 def test_a_missing_mapped_column_names_the_columns_there_are(tmp_path, project, lead):
     path = write(tmp_path, "in.csv", "sentence,label\nhello,positive\n")
     job = run_import(project, lead, path)
