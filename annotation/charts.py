@@ -47,6 +47,22 @@ def _row_label(x: float, y: float, name: str) -> SafeString:
                        round(x, 1), round(y, 1), name, _short(name))
 
 
+def _legend(names: Sequence[str], colors: Sequence[str], *, width: float, swatch_h: int = 12
+            ) -> tuple[list[SafeString], int]:
+    """Colour swatches with their names, wrapped onto as many 18px lines as the width needs; returns the height."""
+    parts, x, y = [], 4.0, 4
+    for k, name in enumerate(names):
+        room = 16 + len(str(name)) * CHAR_WIDTH + 14
+        if x > 4 and x + room > width:
+            x, y = 4.0, y + 18
+        parts.append(format_html('<rect x="{}" y="{}" width="12" height="{}" fill="{}"/>'
+                                 '<text x="{}" y="{}" class="chart-legend">{}</text>',
+                                 round(x, 1), y + (12 - swatch_h) // 2, swatch_h, colors[k % len(colors)],
+                                 round(x + 16, 1), y + 10, name))
+        x += room
+    return parts, y + 18
+
+
 def bar_chart(rows: Sequence[tuple[str, float | None]], *, title: str, fmt: str = "{:,.0f}",
               max_value: float | None = None, color: str = PALETTE[0], width: int = 560) -> SafeString:
     """Horizontal bars, one per (name, value), the value printed after the bar."""
@@ -70,16 +86,9 @@ def stacked_bars(rows: Sequence[tuple[str, Sequence[float]]], segments: Sequence
     """Horizontal stacked bars: each row's parts in ``segments`` order, a legend on top, each part's count printed
     inside it when it fits and the row total after the bar. ``shares`` scales every row to the full width."""
     left = _label_width([r[0] for r in rows])
-    legend_h = 24
     bar_space = width - left - 70
     longest = max((sum(v) for _, v in rows), default=0) or 1
-    parts = []
-    x = left
-    for k, name in enumerate(segments):
-        parts.append(format_html('<rect x="{}" y="4" width="12" height="12" fill="{}"/>'
-                                 '<text x="{}" y="14" class="chart-legend">{}</text>',
-                                 round(x, 1), colors[k % len(colors)], round(x + 16, 1), name))
-        x += 16 + len(str(name)) * CHAR_WIDTH + 14
+    parts, legend_h = _legend(segments, colors, width=width)
     for i, (name, values) in enumerate(rows):
         y = legend_h + 6 + i * ROW
         total = sum(values)
@@ -142,10 +151,11 @@ def line_chart(x_labels: Sequence[str], series: Sequence[tuple[str, Sequence[flo
                y_max: float = 1.0, fmt: str = "{:.2f}", colors: Sequence[str] = PALETTE, width: int = 640,
                height: int = 220) -> SafeString:
     """Lines over ordered x values (e.g. jobs), each point's value printed above it; a legend on top."""
-    left, right, top, bottom = 36, 16, 30, 28
+    parts, legend_h = _legend([name for name, _ in series], colors, width=width, swatch_h=4)
+    left, right, top, bottom = 36, 16, legend_h + 16, 28
     plot_w, plot_h = width - left - right, height - top - bottom
     step = plot_w / max(1, len(x_labels) - 1)
-    parts = [format_html('<line x1="{}" y1="{}" x2="{}" y2="{}" class="chart-axis"/>',
+    parts += [format_html('<line x1="{}" y1="{}" x2="{}" y2="{}" class="chart-axis"/>',
                          left, top + plot_h, width - right, top + plot_h)]
     for tick in (0, 0.5, 1):
         y = top + plot_h * (1 - tick)
@@ -154,13 +164,8 @@ def line_chart(x_labels: Sequence[str], series: Sequence[tuple[str, Sequence[flo
     for j, name in enumerate(x_labels):
         parts.append(format_html('<text x="{}" y="{}" text-anchor="middle" class="chart-label">{}</text>',
                                  round(left + j * step, 1), height - 8, _short(name, 10)))
-    x = left
-    for k, (name, values) in enumerate(series):
+    for k, (_name, values) in enumerate(series):
         color = colors[k % len(colors)]
-        parts.append(format_html('<rect x="{}" y="6" width="12" height="4" fill="{}"/>'
-                                 '<text x="{}" y="12" class="chart-legend">{}</text>',
-                                 round(x, 1), color, round(x + 16, 1), name))
-        x += 16 + len(str(name)) * CHAR_WIDTH + 14
         points = [(left + j * step, top + plot_h * (1 - min(v, y_max) / y_max), v)
                   for j, v in enumerate(values) if v is not None]
         if len(points) > 1:
