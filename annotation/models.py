@@ -39,6 +39,8 @@ class Project(models.Model):
     retrain_every = models.PositiveIntegerField(default=50, help_text="Retrain after this many new human reviews.")
     auto_accept_paused = models.BooleanField(default=False)
     auto_accept_paused_reason = models.TextField(blank=True)
+    # When the lead last decided on a pause; audits completed before it do not pause auto-accept again.
+    auto_accept_decided_at = models.DateTimeField(null=True, blank=True)
 
     # Overlap: a share of items gets k independent reviews, for agreement measures.
     overlap_rate = models.FloatField(default=0.0)
