@@ -104,7 +104,7 @@ class ProjectIndex(Protocol):
 
     def existing_hashes(self, hashes: set[str]) -> dict[str, int]: ...  # content hash -> an item id
 
-    def near_candidates(self, bands: set[int]) -> dict[int, str]: ...  # item id -> text
+    def near_candidates(self, bands: set[int]) -> dict[int, tuple[str, set[int]]]: ...  # id -> (text, bands hit)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -188,11 +188,14 @@ def apply_filters(candidates: list[Candidate], *, settings: FilterSettings, inde
         return
     live = [c for c in live if not c.reason]
     others = index.near_candidates({band for c in live for band in c.bands})
-    other_shingles = {item_id: shingles(text) for item_id, text in others.items()}
+    other_shingles = {item_id: (shingles(text), hit) for item_id, (text, hit) in others.items()}
     kept: list[Candidate] = []
     for c in live:
         best_id, best = None, 0.0
-        for item_id, s in other_shingles.items():
+        own = set(c.bands)
+        for item_id, (s, hit) in other_shingles.items():
+            if not own & hit:
+                continue  # not a candidate of this sample: only shared bands make one (bounded cost)
             score = jaccard(c.shingles, s)
             if score > best:
                 best_id, best = item_id, score

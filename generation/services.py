@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 from django.conf import settings
@@ -144,8 +145,10 @@ def job_config(*, project: Project, mode: str, provider: str, options: dict) -> 
 
 
 def job_create(*, project: Project, user, mode: str, provider: str, model_name: str = "", options: dict,
-               enqueue: bool = True) -> GenerationJob:
-    """Create a job from validated form data and queue it once the transaction commits."""
+               enqueue: bool = True, run_now: bool = False) -> GenerationJob:
+    """Create a job from validated form data and queue it once the transaction commits; ``run_now`` runs it in
+    this process instead (the demo's offline labelling, management commands). This is the one function other apps
+    call."""
     from generation import tasks  # tasks imports this module
 
     if mode not in JobMode.values:
@@ -160,8 +163,10 @@ def job_create(*, project: Project, user, mode: str, provider: str, model_name: 
             batches_total=math.ceil(requested / size),
         )
         _event(job, "created", f"{job.get_mode_display()}: {requested} requested in {job.batches_total} batches")
-        if enqueue:
+        if enqueue and not run_now:
             tasks.job_run.delay_on_commit(job.id)
+    if run_now:
+        job = job_run(job_id=job.id, token=f"inline-{job.id}")
     return job
 
 
@@ -227,10 +232,12 @@ def job_run(*, job_id: int, token: str, provider: Provider | None = None) -> Gen
     if job.mode != JobMode.LABEL_POOL:
         pool = exemplar_pool(project=job.project, labels=job.config["labels"])
     try:
-        for index in range(job.batches_total):
-            if GenerationJob.objects.filter(pk=job.pk, cancel_requested=True).exists():
-                return _finish(job, JobStatus.CANCELLED, "cancelled between batches")
-            job_run_batch(job=job, index=index, provider=provider, exemplars=pool)
+        if job.mode == JobMode.LABEL_POOL:
+            finished = _run_labelling_batches(job=job, provider=provider)
+        else:
+            finished = _run_generation_batches(job=job, provider=provider, exemplars=pool)
+        if not finished:
+            return _finish(job, JobStatus.CANCELLED, "cancelled between batches")
     except (OperationalError, InterfaceError):
         raise  # the database is away: the task retries and resumes at the first batch not yet stored
     except Exception as exc:
@@ -238,6 +245,50 @@ def job_run(*, job_id: int, token: str, provider: Provider | None = None) -> Gen
         _finish(job, JobStatus.FAILED, f"{type(exc).__name__}: {exc}"[:500])
         raise
     return _finish(job, JobStatus.SUCCEEDED, "all batches done")
+
+
+def _cancel_requested(job: GenerationJob) -> bool:
+    return GenerationJob.objects.filter(pk=job.pk, cancel_requested=True).exists()
+
+
+def _run_labelling_batches(*, job: GenerationJob, provider: Provider) -> bool:
+    for index in range(job.batches_total):
+        if _cancel_requested(job):
+            return False
+        job_run_batch(job=job, index=index, provider=provider)
+    return True
+
+
+def _run_generation_batches(*, job: GenerationJob, provider: Provider,
+                            exemplars: dict[str, list[tuple[int, str]]]) -> bool:
+    """Send each batch while the previous one is filtered and stored, so the provider never waits for the database.
+
+    Only one batch is on the network at a time (the provider's concurrency limit holds); this thread alone touches
+    the database. False when the job was cancelled (the batch already on the network is still stored).
+    """
+    done = set(GenerationBatch.objects.filter(job=job, done=True).values_list("index", flat=True))
+    cancelled = False
+    in_flight = None  # (index, plans, future of the provider's answers)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch") as ahead:
+        for index in range(job.batches_total):
+            if index in done:
+                continue
+            if _cancel_requested(job):
+                cancelled = True
+                break
+            plans = _plan_generation(job=job, index=index, exemplars=exemplars,
+                                     pending=in_flight[1] if in_flight else ())
+            previous = in_flight
+            previous_outcomes = previous[2].result() if previous else None
+            in_flight = (index, plans, ahead.submit(engine.run_generation, provider=provider, config=job.config,
+                                                    plans=plans, seed_key=f"job{job.id}:b{index}"))
+            if previous:
+                _store_generation(job=job, index=previous[0], provider=provider, plans=previous[1],
+                                  outcomes=previous_outcomes)
+        if in_flight:
+            _store_generation(job=job, index=in_flight[0], provider=provider, plans=in_flight[1],
+                              outcomes=in_flight[2].result())
+    return not cancelled
 
 
 def _finish(job: GenerationJob, status: str, message: str) -> GenerationJob:
@@ -275,13 +326,13 @@ def exemplar_pool(*, project: Project, labels: list[str]) -> dict[str, list[tupl
 
 
 def _earlier_outcomes(job: GenerationJob, index: int) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Samples stored per cell by the batches before ``index``, and the near-duplicates the latest one met."""
     produced: Counter[str] = Counter()
     avoid: dict[str, list[str]] = {}
-    for i, outcome in GenerationBatch.objects.filter(job=job, done=True, index__lt=index).values_list("index",
-                                                                                                      "outcome"):
+    rows = GenerationBatch.objects.filter(job=job, done=True, index__lt=index).order_by("index")
+    for outcome in rows.values_list("outcome", flat=True):
         produced.update(outcome.get("cells") or {})
-        if i == index - 1:
-            avoid = outcome.get("avoid") or {}
+        avoid = outcome.get("avoid") or {}
     return dict(produced), avoid
 
 
@@ -301,19 +352,21 @@ class _ProjectIndex:
                 found.setdefault(h, pk)
         return found
 
-    def near_candidates(self, bands: set[int]) -> dict[int, str]:
-        ids: set[int] = set()
+    def near_candidates(self, bands: set[int]) -> dict[int, tuple[str, set[int]]]:
+        matched: dict[int, set[int]] = {}
         bands_list = sorted(bands)
         for start in range(0, len(bands_list), _IN_CHUNK):
-            ids.update(NearDuplicateKey.objects.filter(project_id=self.project_id,
-                                                       band__in=bands_list[start:start + _IN_CHUNK])
-                       .values_list("item_id", flat=True))
-        texts: dict[int, str] = {}
-        id_list = sorted(ids)
+            for item_id, band in NearDuplicateKey.objects.filter(
+                project_id=self.project_id, band__in=bands_list[start:start + _IN_CHUNK]
+            ).values_list("item_id", "band"):
+                matched.setdefault(item_id, set()).add(band)
+        found: dict[int, tuple[str, set[int]]] = {}
+        id_list = sorted(matched)
         for start in range(0, len(id_list), _IN_CHUNK):
-            texts.update(Item.objects.filter(pk__in=id_list[start:start + _IN_CHUNK])
-                         .exclude(status=Status.FILTERED).values_list("id", "text"))
-        return texts
+            for pk, text in (Item.objects.filter(pk__in=id_list[start:start + _IN_CHUNK])
+                             .exclude(status=Status.FILTERED).values_list("id", "text")):
+                found[pk] = (text, matched[pk])
+        return found
 
 
 def near_dup_index_sync(*, project: Project) -> int:
@@ -341,15 +394,29 @@ def _cost(job: GenerationJob, prompt_tokens: int, completion_tokens: int) -> Dec
             + Decimal(completion_tokens) * Decimal(completion_price or "0")) / 1000
 
 
+def _plan_generation(*, job: GenerationJob, index: int, exemplars: dict[str, list[tuple[int, str]]],
+                     pending: list[engine.RequestPlan] = ()) -> list[engine.RequestPlan]:
+    """Plan batch ``index`` from what earlier batches stored, counting a batch still on the network (``pending``)
+    as if it had delivered what it asked for, so overlapping batches do not all chase the same cells."""
+    produced_by_cell, avoid_by_cell = _earlier_outcomes(job, index)
+    for plan in pending:
+        produced_by_cell[plan.cell] = produced_by_cell.get(plan.cell, 0) + plan.k
+    return engine.plan_generation_batch(config=job.config, batch_index=index, requested=job.requested,
+                                        produced_by_cell=produced_by_cell, avoid_by_cell=avoid_by_cell,
+                                        exemplar_pool=exemplars)
+
+
 def _generation_batch(*, job: GenerationJob, index: int, provider: Provider,
                       exemplars: dict[str, list[tuple[int, str]]]) -> dict:
-    config = job.config
-    produced_by_cell, avoid_by_cell = _earlier_outcomes(job, index)
-    plans = engine.plan_generation_batch(config=config, batch_index=index, requested=job.requested,
-                                         produced_by_cell=produced_by_cell, avoid_by_cell=avoid_by_cell,
-                                         exemplar_pool=exemplars)
-    outcomes = engine.run_generation(provider=provider, config=config, plans=plans, seed_key=f"job{job.id}:b{index}")
+    plans = _plan_generation(job=job, index=index, exemplars=exemplars)
+    outcomes = engine.run_generation(provider=provider, config=job.config, plans=plans,
+                                     seed_key=f"job{job.id}:b{index}")
+    return _store_generation(job=job, index=index, provider=provider, plans=plans, outcomes=outcomes)
 
+
+def _store_generation(*, job: GenerationJob, index: int, provider: Provider, plans: list[engine.RequestPlan],
+                      outcomes: list[engine.RequestOutcome]) -> dict:
+    config = job.config
     samples = [s for o in outcomes for s in o.samples]
     candidates = [filters.Candidate(text=s.text, exemplars=s.plan.exemplar_texts) for s in samples]
     filters.apply_filters(candidates, settings=filters.FilterSettings.from_config(config.get("filters")),

@@ -22,7 +22,8 @@ class StubIndex:
         return {Candidate(text=t).hash: pk for pk, t in self.items.items() if Candidate(text=t).hash in hashes}
 
     def near_candidates(self, bands):
-        return {pk: t for pk, t in self.items.items() if set(band_keys(shingles(t))) & bands}
+        return {pk: (t, set(band_keys(shingles(t))) & bands) for pk, t in self.items.items()
+                if set(band_keys(shingles(t))) & bands}
 
 
 def run(texts, index=None, exemplars=(), **settings):

@@ -273,22 +273,21 @@ def test_cancelling_a_queued_job_stops_it_at_once(seeded, lead):
     assert services.job_run(job_id=job.id, token="w") is None
 
 
-def test_cancelling_a_running_job_stops_it_before_the_next_batch(seeded, lead, llm):
-    job = start(seeded, lead, count=20, requests_per_batch=1, run=False)
-    real = services.job_run_batch
+def test_cancelling_a_running_job_stops_it_before_the_next_batch(seeded, lead, llm, monkeypatch):
+    job = start(seeded, lead, count=20, samples_per_request=5, requests_per_batch=1, run=False)
+    real = services._store_generation
 
     def cancel_after_first(**kwargs):
         outcome = real(**kwargs)
         services.job_cancel(job=kwargs["job"], user=lead)
         return outcome
 
-    services.job_run_batch = cancel_after_first
-    try:
-        services.job_run(job_id=job.id, token="w")
-    finally:
-        services.job_run_batch = real
+    monkeypatch.setattr(services, "_store_generation", cancel_after_first)
+    services.job_run(job_id=job.id, token="w")
     job.refresh_from_db()
-    assert job.status == JobStatus.CANCELLED and job.batches_done == 1
+    # The batch already sent when the cancel came still lands; nothing after it is sent.
+    assert job.status == JobStatus.CANCELLED and job.batches_done == 2 and job.requests_made == 2
+    assert job.produced + job.filtered + job.failed == 10
 
 
 def test_a_missing_api_key_fails_the_job_with_a_clear_message(seeded, lead, settings, monkeypatch):
@@ -327,3 +326,14 @@ def test_hostile_output_is_stored_as_text(seeded, lead, llm):
     texts = [i.text for i in job_items(job)]
     assert any("<script>" in t for t in texts)
     assert json.dumps(texts)  # plain strings, nothing interpreted
+
+
+def test_the_demo_labels_its_pool_offline(db):
+    from django.core.management import call_command
+
+    call_command("demo", force=True)
+    job = GenerationJob.objects.get()
+    assert job.provider == "offline" and job.status == JobStatus.SUCCEEDED
+    assert job.produced + job.failed == job.requested == 314
+    labelled = Item.objects.filter(status=Status.NEEDS_REVIEW).exclude(llm_confidence=None)
+    assert labelled.count() == job.produced >= 50  # label words match about a quarter of the TREC questions

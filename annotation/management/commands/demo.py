@@ -10,6 +10,7 @@ from django.db import transaction
 from annotation import services
 from annotation.importing import ImportRow, items_import
 from annotation.models import Item, Label, Membership, Project, ReviewAction, Role, Status
+from generation.services import job_create
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "demo_data" / "trec6_sample.csv"
 DEMO_PROJECT = "Demo: TREC question types"
@@ -79,4 +80,7 @@ class Command(BaseCommand):
         for item in Item.objects.filter(project=project, status=Status.PROPOSED):
             services.item_transition(item=item, to=Status.NEEDS_REVIEW, action=ReviewAction.ROUTE,
                                      note="demo: unlabelled pool item")
+        # Pool items get proposed labels from offline label-word matching: deterministic, fast, and honestly not an LLM.
+        job_create(project=project, user=users["lead"], mode="label_pool", provider="offline",
+                   options={"count": len(pool), "requests_per_batch": 64}, run_now=True)
         return project
