@@ -218,11 +218,12 @@ class Item(models.Model):
                 name="item_queue_order",
             ),
             # Review queue, second opinions: WHERE project_id = ? AND status IN ('accepted', 'rejected')
-            # AND review_count < reviews_required ORDER BY id (annotation/queue.py).
+            # AND review_count >= 1 AND review_count < reviews_required ORDER BY id (annotation/queue.py).
             models.Index(
                 fields=["project", "id"],
-                condition=Q(status__in=["accepted", "rejected"], review_count__lt=models.F("reviews_required")),
-                name="item_overlap_pending",
+                condition=Q(status__in=["accepted", "rejected"], review_count__gte=1,
+                            review_count__lt=models.F("reviews_required")),
+                name="item_second_opinions",
             ),
             # Lead's browse without a status filter: WHERE project_id = ? AND id < ? ORDER BY id DESC (keyset).
             models.Index(fields=["project", "id"], name="item_project_id"),

@@ -57,9 +57,10 @@ UNDO_DEPTH = 50
 # A claim loses a race only when another annotator took the same row between our read and our UPDATE (SQLite).
 CLAIM_ATTEMPTS = 5
 
-OPEN_FOR_REVIEW = Q(status=Status.NEEDS_REVIEW) | Q(
-    status__in=FINAL_STATUSES, review_count__lt=F("reviews_required")
-)
+# Decided by a first review but still owed second opinions (overlap). Imported or auto-decided items have no review
+# yet, hence review_count >= 1; the partial index ``item_second_opinions`` has exactly this condition.
+SECOND_OPINION_DUE = Q(status__in=FINAL_STATUSES, review_count__gte=1, review_count__lt=F("reviews_required"))
+OPEN_FOR_REVIEW = Q(status=Status.NEEDS_REVIEW) | SECOND_OPINION_DUE
 
 
 def _lease() -> timedelta:
@@ -83,9 +84,7 @@ def _candidates(*, project: Project, user, now: datetime, with_skipped: bool) ->
     base = Item.objects.filter(project=project, archived_at__isnull=True).filter(_free(now))
     if not with_skipped:
         base = base.exclude(_skipped_by(user))
-    second_opinions = base.filter(status__in=FINAL_STATUSES, review_count__lt=F("reviews_required")).exclude(
-        _reviewed_by(user)
-    )
+    second_opinions = base.filter(SECOND_OPINION_DUE).exclude(_reviewed_by(user))
     # An item that needs one review may come back to its earlier reviewer (reopened by a lead, re-routed); an
     # overlap item never does.
     fresh = base.filter(status=Status.NEEDS_REVIEW).filter(Q(reviews_required__lte=1) | ~_reviewed_by(user))
@@ -316,6 +315,10 @@ def _overlap_draw(project_id: int, item_id: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+# Counting a huge queue exactly costs a scan of it on every action; beyond this the page says "1000+".
+PROGRESS_CAP = 1000
+
+
 @dataclass(frozen=True)
 class QueueProgress:
     waiting: int
@@ -325,19 +328,22 @@ class QueueProgress:
     last_hour: int
 
     @property
-    def remaining(self) -> int:
-        return self.waiting + self.second_opinions
+    def remaining(self) -> str:
+        total = self.waiting + self.second_opinions
+        return f"{PROGRESS_CAP}+" if total > PROGRESS_CAP else str(total)
 
 
 def queue_progress(*, project: Project, user) -> QueueProgress:
-    """Counters for the queue page, in two queries whatever the size of the project."""
+    """Counters for the queue page, in four bounded queries whatever the size of the project."""
     now = timezone.now()
-    open_items = Item.objects.filter(OPEN_FOR_REVIEW, project=project, archived_at__isnull=True)
-    items = open_items.aggregate(
-        waiting=Count("pk", filter=Q(status=Status.NEEDS_REVIEW)),
-        second_opinions=Count("pk", filter=Q(status__in=FINAL_STATUSES)),
-        held_by_others=Count("pk", filter=Q(claimed_by__isnull=False, lease_expires_at__gte=now)
-                             & ~Q(claimed_by=user)),
+    items = Item.objects.filter(project=project, archived_at__isnull=True)
+    # Each count walks one small index: the partial queue indexes (capped) and the claimed_by foreign key.
+    waiting = items.filter(status=Status.NEEDS_REVIEW)[: PROGRESS_CAP + 1].count()
+    second_opinions = items.filter(SECOND_OPINION_DUE)[: PROGRESS_CAP + 1].count()
+    held_by_others = (
+        items.filter(OPEN_FOR_REVIEW, claimed_by__isnull=False, lease_expires_at__gte=now)
+        .exclude(claimed_by=user)
+        .count()
     )
     day_start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     hour_ago = now - timedelta(hours=1)
@@ -349,9 +355,9 @@ def queue_progress(*, project: Project, user) -> QueueProgress:
         undone_hour=Count("pk", filter=undone & Q(created_at__gte=hour_ago)),
     )
     return QueueProgress(
-        waiting=items["waiting"],
-        second_opinions=items["second_opinions"],
-        held_by_others=items["held_by_others"],
+        waiting=waiting,
+        second_opinions=second_opinions,
+        held_by_others=held_by_others,
         reviewed_today=max(mine["today"] - mine["undone_today"], 0),
         last_hour=max(mine["hour"] - mine["undone_hour"], 0),
     )

@@ -325,4 +325,20 @@ def test_progress_counts_the_queue_and_my_reviews(project, annotator, second):
     progress = queue.queue_progress(project=project, user=annotator)
     # items[2] is back (undo), items[1] stays accepted.
     assert (progress.waiting, progress.held_by_others, progress.reviewed_today, progress.last_hour) == (4, 1, 1, 1)
-    assert progress.remaining == 4
+    assert progress.remaining == "4"
+
+
+def test_progress_caps_a_huge_queue(project, annotator, monkeypatch):
+    monkeypatch.setattr(queue, "PROGRESS_CAP", 3)
+    for _ in range(5):
+        make_item(project)
+    assert queue.queue_progress(project=project, user=annotator).remaining == "3+"
+
+
+def test_decided_items_without_a_review_are_not_second_opinions(project, annotator):
+    make_item(project, status=Status.ACCEPTED, final_labels=["positive"])
+    make_item(project, status=Status.REJECTED)
+    make_item(project, status=Status.AUTO_ACCEPTED)
+    assert queue.queue_claim(project=project, user=annotator) is None
+    progress = queue.queue_progress(project=project, user=annotator)
+    assert (progress.waiting, progress.second_opinions) == (0, 0)
