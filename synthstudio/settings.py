@@ -96,6 +96,15 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (annotation/ratelimit.py): failed sign-ins per account name and per client address in a sliding
+# window, stored in the database so that every web process sees the same counts.
+AUTHENTICATION_BACKENDS = ["annotation.ratelimit.ThrottledModelBackend"]
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_FAILURE_LIMIT_PER_ADDRESS = env_int("LOGIN_FAILURE_LIMIT_PER_ADDRESS", 50)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
+# Behind a reverse proxy, the META key of the header it puts the client's address in (e.g. HTTP_X_FORWARDED_FOR);
+# empty: REMOTE_ADDR. Without it every client shares the proxy's address and its limit.
+LOGIN_ADDRESS_HEADER = env_str("LOGIN_ADDRESS_HEADER", "")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -175,6 +184,9 @@ OPENAI_MAX_RETRIES = env_int("OPENAI_MAX_RETRIES", 4)
 
 # Review queue
 REVIEW_LEASE_SECONDS = env_int("REVIEW_LEASE_SECONDS", 600)
+
+# Selective annotation: a local sentence-transformers model folder to use instead of TF-IDF features (never downloaded).
+SELECTION_EMBEDDING_MODEL_PATH = env_str("SELECTION_EMBEDDING_MODEL_PATH", "")
 
 LOGGING = {
     "version": 1,

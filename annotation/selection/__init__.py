@@ -1,0 +1,27 @@
+"""Selective annotation: score every proposal, send only the ambiguous ones to people, learn from their reviews.
+
+- ``features``: TF-IDF word + character n-grams, or a local sentence-embedding model.
+- ``scoring``: the classifier committee, the per-item signals (modAL) and how they combine (read its docstring).
+- ``rounds``: a train + rescore + route round under a per-project lock, the review-count trigger, the lead's decision
+  on a paused auto-accept.
+- ``estimates``: accuracy of auto-accepted items and of the whole dataset from the audit sample (Wilson intervals).
+"""
+from annotation.selection.estimates import accuracy_estimate, audit_proportion, wilson_interval
+from annotation.selection.rounds import (
+    auto_accept_decide,
+    selection_maybe_schedule,
+    selection_reviews_since_last_round,
+    selection_round_due,
+    selection_run_round,
+)
+
+__all__ = [
+    "accuracy_estimate",
+    "audit_proportion",
+    "auto_accept_decide",
+    "selection_maybe_schedule",
+    "selection_reviews_since_last_round",
+    "selection_round_due",
+    "selection_run_round",
+    "wilson_interval",
+]

@@ -1,0 +1,106 @@
+"""How accurate is what no person looked at? Estimates from the audit sample, with 95% Wilson intervals.
+
+An audit item is a random draw from the items the router would have auto-accepted; a person reviews it like any other
+item. The share of completed audits whose final label equals the LLM's proposal (and that were not rejected) estimates
+the accuracy of auto-accepted items without bias. The whole-dataset estimate counts items a person accepted as correct
+and the auto-accepted ones at the audit estimate, weighted by their counts; its interval carries the audit interval
+over the same way (human-reviewed items add no uncertainty).
+"""
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Count, Q
+
+from annotation.models import Item, Project, Status
+
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Proportion:
+    successes: int
+    n: int
+
+    @property
+    def value(self) -> float | None:
+        return self.successes / self.n if self.n else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return wilson_interval(self.successes, self.n)
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """The Wilson score interval for a binomial proportion; None without observations."""
+    if n <= 0:
+        return None
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class AccuracyEstimate:
+    audits: Proportion  # completed audits where the LLM's label stood
+    human_reviewed: int  # items a person accepted: taken as correct
+    auto_accepted: int
+
+    @property
+    def auto_accepted_accuracy(self) -> float | None:
+        return self.audits.value
+
+    @property
+    def auto_accepted_interval(self) -> tuple[float, float] | None:
+        return self.audits.interval
+
+    @property
+    def dataset_size(self) -> int:
+        return self.human_reviewed + self.auto_accepted
+
+    def _mix(self, p: float) -> float:
+        return (self.human_reviewed + self.auto_accepted * p) / self.dataset_size
+
+    @property
+    def dataset_accuracy(self) -> float | None:
+        if not self.dataset_size:
+            return None
+        if not self.auto_accepted:
+            return 1.0
+        return None if self.audits.value is None else self._mix(self.audits.value)
+
+    @property
+    def dataset_interval(self) -> tuple[float, float] | None:
+        if not self.dataset_size:
+            return None
+        if not self.auto_accepted:
+            return 1.0, 1.0
+        interval = self.audits.interval
+        return None if interval is None else (self._mix(interval[0]), self._mix(interval[1]))
+
+
+def audit_proportion(*, project: Project, since: datetime | None = None) -> Proportion:
+    """Completed audits (optionally those decided after ``since``) and how many kept the LLM's label."""
+    audits = Item.objects.filter(
+        project=project, is_audit=True, status__in=(Status.ACCEPTED, Status.REJECTED), archived_at__isnull=True
+    ).exclude(proposed_labels=[])
+    if since is not None:
+        audits = audits.filter(reviewed_at__gt=since)
+    n = 0
+    right = 0
+    for status, proposed, final in audits.values_list("status", "proposed_labels", "final_labels").iterator():
+        n += 1
+        right += status == Status.ACCEPTED and sorted(final) == sorted(proposed)
+    return Proportion(successes=right, n=n)
+
+
+def accuracy_estimate(*, project: Project) -> AccuracyEstimate:
+    counts = Item.objects.filter(project=project, archived_at__isnull=True).aggregate(
+        human=Count("id", filter=Q(status=Status.ACCEPTED)),
+        auto=Count("id", filter=Q(status=Status.AUTO_ACCEPTED)),
+    )
+    return AccuracyEstimate(
+        audits=audit_proportion(project=project), human_reviewed=counts["human"], auto_accepted=counts["auto"]
+    )

@@ -1,0 +1,415 @@
+"""Scoring rounds: train, rescore every open item, re-route it by the project's policy, and record the round.
+
+One round per project at a time: a round is claimed inside a transaction that locks the project row (PostgreSQL) or
+holds SQLite's write lock (IMMEDIATE transactions), checks that no round is running and creates the ``ScoringRound``
+row. A round that has been running longer than ``ROUND_STALE_AFTER`` is taken for dead (its worker was killed) and
+marked failed.
+
+Routing, for each item that is not final (proposed, needs_review, auto_accepted):
+
+- no LLM label (abstained) -> review, always;
+- the policy's review set -> review. Budget mode: the most ambiguous open items, as many as keep the project's
+  human-reviewed plus queued items at ``review_budget`` of all items; threshold mode: ambiguity >= ``review_threshold``;
+- otherwise the item would be auto-accepted. A stable pseudo-random share ``audit_rate`` of items (a hash of project and
+  item, so the sample does not grow round after round) goes to review instead, flagged ``is_audit``;
+- while auto-accept is paused, would-be auto-accepted items stay where they are.
+
+An item is moved only if nobody holds it: items claimed by a reviewer, already reviewed once, or waiting as audits keep
+their status (their scores are still refreshed). Moves bump the version and get a Review row (``route`` or
+``auto_accept``, written with ``bulk_create``); unchanged items get new scores only, with no Review row and no version
+bump (so a reviewer's open form does not go stale). Writes go in batches, each re-reading the rows' versions and
+claims under lock so a review that happened while the model trained is never overwritten.
+"""
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from annotation.models import (
+    FINAL_STATUSES,
+    Item,
+    Project,
+    Review,
+    ReviewAction,
+    RoutingMode,
+    ScoringRound,
+    Status,
+)
+from annotation.selection import scoring
+from annotation.selection.estimates import audit_proportion
+from annotation.selection.features import featurize
+from annotation.services import ServiceError
+
+ROUND_STALE_AFTER = timedelta(hours=1)
+WRITE_BATCH = 2000
+# Audits needed before they may pause auto-accept: fewer give an interval too wide to act on.
+MIN_AUDITS_TO_PAUSE = 30
+HUMAN_REVIEW_ACTIONS = (ReviewAction.ACCEPT, ReviewAction.EDIT, ReviewAction.REJECT)
+OPEN_STATUSES = (Status.PROPOSED, Status.NEEDS_REVIEW, Status.AUTO_ACCEPTED)
+SCORE_FIELDS = ["model_label", "model_scores", "ambiguity", "route_reason", "is_audit", "scored_round"]
+MOVE_FIELDS = SCORE_FIELDS + ["status", "version", "updated_at"]
+
+
+def label_key(labels: list[str]) -> str | None:
+    """One class per label set (label powerset for multi-label projects); None for no label."""
+    return "|".join(sorted(labels)) if labels else None
+
+
+def audit_draw(project: Project, item_id: int) -> float:
+    """A uniform number in [0, 1) fixed per project and item: the item is audited when it falls under audit_rate."""
+    salt = f"{project.pk}:{project.created_at.isoformat()}:{item_id}".encode()
+    return int.from_bytes(hashlib.blake2b(salt, digest_size=8).digest(), "big") / 2**64
+
+
+@dataclass
+class _Row:
+    id: int
+    status: str
+    version: int
+    proposed: str | None
+    human: str | None
+    llm_confidence: float | None
+    is_audit: bool
+    busy: bool  # held by a reviewer, or reviewed at least once: its status is left alone
+
+
+@dataclass
+class RoutingCounts:
+    to_review: int = 0
+    to_auto_accept: int = 0
+    audits: int = 0
+    back_to_review: int = 0
+    unchanged: int = 0
+    skipped_changed: int = 0
+    held: int = 0
+    reasons: dict = field(default_factory=dict)
+
+
+def selection_run_round(*, project: Project, trigger: str = "manual") -> ScoringRound | None:
+    """Run one round for the project; None if another round is running. Failures are recorded on the round."""
+    scoring_round = _claim_round(project=project, trigger=trigger)
+    if scoring_round is None:
+        return None
+    started = time.monotonic()
+    try:
+        _run(project=project, scoring_round=scoring_round)
+    except Exception as exc:
+        ScoringRound.objects.filter(pk=scoring_round.pk).update(
+            state=ScoringRound.State.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000],
+            finished_at=timezone.now(), duration_s=time.monotonic() - started,
+        )
+        raise
+    scoring_round.state = ScoringRound.State.DONE
+    scoring_round.finished_at = timezone.now()
+    scoring_round.duration_s = time.monotonic() - started
+    scoring_round.save(update_fields=["state", "finished_at", "duration_s", "training_size", "human_labels",
+                                      "items_scored", "metrics"])
+    return scoring_round
+
+
+def _claim_round(*, project: Project, trigger: str) -> ScoringRound | None:
+    now = timezone.now()
+    with transaction.atomic():
+        # The row lock serialises claims per project on PostgreSQL; SQLite's IMMEDIATE transaction already holds the
+        # database's write lock here.
+        Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True).first()
+        rounds = ScoringRound.objects.filter(project=project)
+        rounds.filter(state=ScoringRound.State.RUNNING, started_at__lt=now - ROUND_STALE_AFTER).update(
+            state=ScoringRound.State.FAILED, error="The round stopped reporting (worker lost); marked failed."
+        )
+        if rounds.filter(state=ScoringRound.State.RUNNING).exists():
+            return None
+        version = (rounds.aggregate(v=Max("model_version"))["v"] or 0) + 1
+        last_review_id = Review.objects.filter(project=project).aggregate(m=Max("id"))["m"] or 0
+        return ScoringRound.objects.create(
+            project=project, model_version=version, metrics={"trigger": trigger, "last_review_id": last_review_id}
+        )
+
+
+def selection_reviews_since_last_round(*, project: Project) -> int:
+    """Human decisions (accept, edit, reject) logged since the latest round that ran or is running started."""
+    last = (
+        ScoringRound.objects.filter(project=project)
+        .exclude(state=ScoringRound.State.FAILED)
+        .order_by("-id")
+        .values_list("metrics", flat=True)
+        .first()
+    )
+    since = (last or {}).get("last_review_id", 0)
+    # Served by the primary key: only reviews newer than the last round are scanned.
+    return Review.objects.filter(
+        id__gt=since, project=project, action__in=HUMAN_REVIEW_ACTIONS, user__isnull=False
+    ).count()
+
+
+def selection_maybe_schedule(project_id: int) -> bool:
+    """Queue a round (after the current transaction commits) once ``retrain_every`` new human reviews exist.
+
+    The review queue calls this after every review. It is cheap (two indexed queries) and safe to call often: a
+    queued task re-checks the count and the lock, so extra calls while a round is due or running do nothing.
+    """
+    from annotation.tasks import selection_round
+
+    project = Project.objects.filter(pk=project_id, archived_at__isnull=True).first()
+    if project is None or not selection_round_due(project=project):
+        return False
+    selection_round.delay_on_commit(project_id)
+    return True
+
+
+def selection_round_due(*, project: Project) -> bool:
+    if ScoringRound.objects.filter(project=project, state=ScoringRound.State.RUNNING).exists():
+        return False
+    return selection_reviews_since_last_round(project=project) >= max(1, project.retrain_every)
+
+
+def _load_rows(project: Project) -> tuple[list[_Row], list[str]]:
+    now = timezone.now()
+    rows, texts = [], []
+    items = (
+        Item.objects.filter(project=project, archived_at__isnull=True)
+        .exclude(status__in=(Status.FILTERED, Status.REJECTED))
+        .values_list("id", "text", "status", "version", "proposed_labels", "final_labels", "llm_confidence",
+                     "is_audit", "claimed_by_id", "lease_expires_at", "review_count")
+        .order_by("id")
+    )
+    for pk, text, status, version, proposed, final, conf, is_audit, claimed, lease, reviews in items.iterator(
+        chunk_size=5000
+    ):
+        held = claimed is not None and lease is not None and lease >= now
+        human = label_key(final) if status == Status.ACCEPTED else None
+        rows.append(_Row(id=pk, status=status, version=version, proposed=label_key(proposed), human=human,
+                         llm_confidence=conf, is_audit=is_audit, busy=held or reviews > 0))
+        texts.append(text)
+    return rows, texts
+
+
+def _run(*, project: Project, scoring_round: ScoringRound) -> None:
+    _check_audits(project=project)
+    rows, texts = _load_rows(project)
+    scores = None
+    if rows:
+        X = featurize(texts)
+        del texts
+        scores = scoring.score(
+            X,
+            llm=[r.proposed for r in rows],
+            human=[r.human for r in rows],
+            llm_confidence=np.array([np.nan if r.llm_confidence is None else r.llm_confidence for r in rows]),
+            seed=scoring_round.model_version,
+        )
+    counts = _route(project=project, scoring_round=scoring_round, rows=rows, scores=scores)
+    reviewed = [r for r in rows if r.human is not None and r.proposed is not None]
+    scoring_round.training_size = sum(1 for r in rows if r.human is not None or r.proposed is not None)
+    scoring_round.human_labels = sum(1 for r in rows if r.human is not None)
+    scoring_round.items_scored = len(rows) if scores is not None else 0
+    scoring_round.metrics.update({
+        "features": "embedding" if getattr(settings, "SELECTION_EMBEDDING_MODEL_PATH", "") else "tfidf",
+        "folds": scores.folds if scores else 0,
+        "error_model": scores.error_model if scores else False,
+        "cv_human_agreement": _rounded(scores.cv_human_agreement) if scores else None,
+        "llm_human_agreement": _rounded(sum(r.human == r.proposed for r in reviewed) / len(reviewed))
+        if reviewed else None,
+        "routing": {k: v for k, v in vars(counts).items() if k != "reasons"},
+        "note": "" if scores else "Too few labelled items to train (need 10, in at least two labels).",
+    })
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(float(value), 4)
+
+
+def _check_audits(*, project: Project) -> None:
+    """Pause auto-accept when the audits since the lead's last decision show the target is out of reach."""
+    project.refresh_from_db(fields=["auto_accept_paused", "auto_accept_decided_at", "target_accuracy"])
+    if project.auto_accept_paused:
+        return
+    audits = audit_proportion(project=project, since=project.auto_accept_decided_at)
+    interval = audits.interval
+    if audits.n < MIN_AUDITS_TO_PAUSE or interval is None or interval[1] >= project.target_accuracy:
+        return
+    low, high = interval
+    project.auto_accept_paused = True
+    project.auto_accept_paused_reason = (
+        f"Audits found the LLM's label right on {audits.successes} of {audits.n} checked auto-accepted items "
+        f"({audits.value:.0%}; 95% interval {low:.0%} to {high:.0%}), below the {project.target_accuracy:.0%} target. "
+        "Nothing more is auto-accepted until a lead decides."
+    )
+    project.save(update_fields=["auto_accept_paused", "auto_accept_paused_reason"])
+
+
+def _review_set(project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx: np.ndarray) -> set[int]:
+    if project.routing_mode == RoutingMode.THRESHOLD:
+        return {int(i) for i in open_idx if ambiguity[i] >= project.review_threshold}
+    total = len(rows)
+    done = sum(1 for r in rows if r.status in FINAL_STATUSES)
+    slots = max(0, math.ceil(project.review_budget * total - 1e-9) - done)
+    order = open_idx[np.argsort(-ambiguity[open_idx], kind="stable")]
+    return {int(i) for i in order[:slots]}
+
+
+def _route(*, project: Project, scoring_round: ScoringRound, rows: list[_Row], scores) -> RoutingCounts:
+    project.refresh_from_db(fields=["auto_accept_paused"])
+    counts = RoutingCounts()
+    open_idx = np.array([i for i, r in enumerate(rows) if r.status in OPEN_STATUSES], dtype=int)
+    if scores is None:
+        ambiguity = np.array([1.0 if r.proposed is None else np.nan for r in rows])
+        review = {int(i) for i in open_idx if rows[i].proposed is None}
+    else:
+        ambiguity = scores.ambiguity
+        review = _review_set(project, rows, ambiguity, open_idx)
+    model_labels = scores.model_labels if scores else None
+    updates: list[tuple[_Row, dict, str | None]] = []
+    for i in open_idx:
+        row = rows[i]
+        if scores is None and row.proposed is not None:
+            continue
+        audit = False
+        if row.proposed is None or i in review:
+            target = Status.NEEDS_REVIEW
+        elif audit_draw(project, row.id) < project.audit_rate:
+            target, audit = Status.NEEDS_REVIEW, True
+        elif project.auto_accept_paused:
+            target = row.status
+        else:
+            target = Status.AUTO_ACCEPTED
+        fields = {
+            "ambiguity": None if np.isnan(ambiguity[i]) else round(float(ambiguity[i]), 6),
+            "model_label": (model_labels[i] if model_labels else "")[:100],
+            "model_scores": _signals(scores, i, row) if scores else {},
+            "is_audit": audit or (row.is_audit and row.status == Status.NEEDS_REVIEW),
+            "scored_round": scoring_round.model_version,
+        }
+        if row.busy or (row.is_audit and row.status == Status.NEEDS_REVIEW):
+            counts.held += target != row.status
+            target = row.status  # a reviewer holds it, or it waits as an audit
+        if target == Status.PROPOSED and project.auto_accept_paused and row.proposed is not None:
+            fields["route_reason"] = "auto-accept is paused by the audits; waiting for the lead's decision"
+        else:
+            fields["route_reason"] = _reason(scores, i, row, audit=fields["is_audit"], to_review=target ==
+                                             Status.NEEDS_REVIEW)
+        updates.append((row, fields, target if target != row.status else None))
+    _write(project=project, updates=updates, counts=counts)
+    return counts
+
+
+def _signals(scores, i: int, row: _Row) -> dict:
+    """JSON-safe per-item signals for the "why routed" panel (4 decimals; missing ones left out)."""
+    out = {
+        "p_llm_wrong": scores.ambiguity[i],
+        "p_llm_label": scores.p_llm_label[i],
+        "least_confident": scores.least_confident[i],
+        "margin": scores.margin[i],
+        "entropy": scores.entropy[i],
+        "vote_entropy": scores.vote_entropy[i],
+        "kl_max_disagreement": scores.kl_max[i],
+        "llm_confidence": row.llm_confidence if row.llm_confidence is not None else float("nan"),
+    }
+    signals = {k: round(float(v), 4) for k, v in out.items() if v is not None and math.isfinite(float(v))}
+    top = np.argsort(-scores.proba[i])[:3]
+    signals.update({f"p({scores.labels[j]})": round(float(scores.proba[i, j]), 4) for j in top})
+    signals["out_of_fold"] = bool(scores.out_of_fold[i])
+    return signals
+
+
+def _reason(scores, i: int, row: _Row, *, audit: bool, to_review: bool) -> str:
+    if row.proposed is None:
+        return "LLM abstained or gave no label"
+    if audit:
+        return "audit sample: a random check of items that would be auto-accepted"
+    if scores is None:
+        return ""
+    p = float(scores.p_llm_label[i])
+    model = scores.model_labels[i]
+    conf = row.llm_confidence
+    if to_review:
+        if model != row.proposed:
+            return f"model prefers '{model}' ({scores.proba[i].max():.2f}); gives the LLM's label {p:.2f}"[:200]
+        if conf is not None and conf < 0.6:
+            return f"LLM confidence {conf:.2f}; model gives the LLM's label {p:.2f}"
+        return f"model gives the LLM's label {p:.2f}; estimated chance it is wrong {scores.ambiguity[i]:.2f}"
+    return f"model agrees with the LLM ({p:.2f})"
+
+
+def _write(*, project: Project, updates: list, counts: RoutingCounts) -> None:
+    now = timezone.now()
+    for start in range(0, len(updates), WRITE_BATCH):
+        batch = updates[start:start + WRITE_BATCH]
+        with transaction.atomic():
+            current = {
+                pk: (version, claimed, lease, reviews)
+                for pk, version, claimed, lease, reviews in Item.objects.select_for_update()
+                .filter(pk__in=[row.id for row, _, _ in batch])
+                .values_list("pk", "version", "claimed_by_id", "lease_expires_at", "review_count")
+            }
+            moved, scored, logs = [], [], []
+            for row, fields, target in batch:
+                state = current.get(row.id)
+                if state is None or state[0] != row.version:
+                    counts.skipped_changed += 1  # reviewed, edited or deleted while the model trained
+                    continue
+                held = state[1] is not None and state[2] is not None and state[2] >= now
+                item = Item(pk=row.id, project_id=project.pk, status=row.status, version=row.version, **fields)
+                if target is None or held or state[3] > 0:
+                    counts.held += target is not None
+                    counts.unchanged += target is None
+                    scored.append(item)
+                    continue
+                before = {"status": row.status, "labels": [], "version": row.version}
+                item.move_to(target)
+                item.updated_at = now
+                moved.append(item)
+                action = ReviewAction.ROUTE if target == Status.NEEDS_REVIEW else ReviewAction.AUTO_ACCEPT
+                logs.append(_log(project, item, row, before, action, fields["route_reason"]))
+                _count(counts, row, target, fields["is_audit"])
+            if scored:
+                Item.objects.bulk_update(scored, SCORE_FIELDS)
+            if moved:
+                Item.objects.bulk_update(moved, MOVE_FIELDS)
+                Review.objects.bulk_create(logs)
+
+
+def _log(project: Project, item: Item, row: _Row, before: dict, action: str, reason: str) -> Review:
+    labels = row.proposed.split("|") if row.proposed else []
+    before["labels"] = labels
+    after = {"status": item.status, "labels": labels, "version": item.version}
+    return Review(item_id=item.pk, project_id=project.pk, user=None, action=action, before=before, after=after,
+                  note=reason, is_audit=item.is_audit)
+
+
+def _count(counts: RoutingCounts, row: _Row, target: str, audit: bool) -> None:
+    if target == Status.AUTO_ACCEPTED:
+        counts.to_auto_accept += 1
+    elif audit:
+        counts.audits += 1
+    elif row.status == Status.AUTO_ACCEPTED:
+        counts.back_to_review += 1
+    else:
+        counts.to_review += 1
+
+
+@transaction.atomic
+def auto_accept_decide(*, project: Project, user, resume: bool) -> Project:
+    """The lead's answer to a pause: resume auto-accepting (later audits may pause it again) or keep it paused."""
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    if not project.auto_accept_paused:
+        raise ServiceError("Auto-accept is not paused; there is nothing to decide.")
+    now = timezone.now()
+    if resume:
+        project.auto_accept_paused = False
+        project.auto_accept_paused_reason = ""
+    else:
+        project.auto_accept_paused_reason = (
+            f"{project.auto_accept_paused_reason} {user.get_username()} kept it paused on {now:%Y-%m-%d %H:%M} UTC."
+        ).strip()
+    project.auto_accept_decided_at = now
+    project.save(update_fields=["auto_accept_paused", "auto_accept_paused_reason", "auto_accept_decided_at"])
+    return project
+

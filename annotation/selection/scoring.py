@@ -1,0 +1,221 @@
+"""The selection model: how likely is the LLM's label of each item to be wrong? Pure numpy/scikit-learn, no database.
+
+How the signals combine
+-----------------------
+1. **Classifier.** A committee of two linear models on the same features (logistic regression and complement naive
+   Bayes) is trained on every item with a label: items a person accepted carry their final label with weight
+   ``HUMAN_WEIGHT``; the other items carry the LLM's proposal with weight 1 (cold start: LLM labels only). Items with
+   no label (LLM abstained) and rejected items are not trained on.
+2. **Out of fold.** Items the committee trained on are scored by the fold models that did *not* see them (K-fold
+   cross-validation), so the model cannot simply repeat the label it was given. Items outside training are scored by
+   the average of the fold models.
+3. **Signals** per item, all from those out-of-fold probabilities: ``p_llm_label`` (the probability the committee gives
+   to the LLM's label: low = disagreement, as in confident learning / FreeAL), modAL's ``least_confident``,
+   ``margin`` and ``entropy``, committee disagreement (modAL ``vote_entropy`` and ``KL_max_disagreement``), and the
+   LLM's own ``llm_confidence`` when the LLM gave one.
+4. **Combination** into ``ambiguity`` = the estimated probability that the LLM's label is wrong:
+   - before enough reviews exist (fewer than ``MIN_ERROR_EXAMPLES`` reviewed items where the LLM was right, or wrong):
+     ``1 - p_llm_label``, averaged with ``1 - llm_confidence`` when the LLM gave a confidence;
+   - afterwards, a small logistic "error model" learns the weights: it is trained on the reviewed items (target: the
+     person's label differs from the LLM's) over the signals above plus the LLM's label itself (LLMs err more on some
+     labels than others). Its output is the ambiguity. Reviewed items' signals are out-of-fold, so the error model
+     learns from honest scores.
+   Items without an LLM label always get ambiguity 1 and go to review.
+
+Multi-label projects use the label set as one class (label powerset): the LLM is "right" only if it proposed exactly
+the final set.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+from modAL.disagreement import KL_max_disagreement, vote_entropy
+from modAL.models import ActiveLearner, Committee
+from modAL.uncertainty import classifier_entropy, classifier_margin, classifier_uncertainty
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.naive_bayes import ComplementNB
+
+HUMAN_WEIGHT = 3.0
+MIN_ERROR_EXAMPLES = 5
+MAX_FOLDS = 5
+PROBA_FLOOR = 1e-4
+
+
+@dataclass
+class Scores:
+    """Per-item outputs, aligned with the input order; ``labels`` are the class names behind the columns of ``proba``."""
+
+    labels: list[str]
+    proba: np.ndarray  # (n, k) out-of-fold committee probabilities
+    p_llm_label: np.ndarray  # (n,) nan where the LLM gave no label
+    least_confident: np.ndarray
+    margin: np.ndarray
+    entropy: np.ndarray
+    vote_entropy: np.ndarray
+    kl_max: np.ndarray
+    out_of_fold: np.ndarray  # (n,) bool: scored by models that did not train on the item
+    ambiguity: np.ndarray  # (n,) estimated probability that the LLM's label is wrong
+    error_model: bool  # whether a learned error model combined the signals (else the cold-start rule)
+    cv_human_agreement: float | None  # out-of-fold agreement of the model with people's labels
+    folds: int
+
+    @property
+    def model_labels(self) -> list[str]:
+        return [self.labels[i] for i in self.proba.argmax(axis=1)]
+
+
+def committee_members(seed: int) -> list:
+    return [
+        LogisticRegression(C=4.0, max_iter=300, random_state=seed),
+        ComplementNB(alpha=0.3),
+    ]
+
+
+def _committee(models) -> Committee:
+    # An ActiveLearner built without training data does not fit (so it avoids modAL's broken check_X_y call on
+    # scikit-learn >= 1.8); the Committee reads the fitted estimators' classes_. See tests/test_modal_compat.py.
+    return Committee(learner_list=[ActiveLearner(estimator=m) for m in models])
+
+
+def _fit_members(X, y, w, seed: int) -> list:
+    models = committee_members(seed)
+    for model in models:
+        model.fit(X, y, sample_weight=w)
+    return models
+
+
+def _full_proba(committee: Committee, X, k: int) -> np.ndarray:
+    """Committee probabilities over all k classes (a fold may lack a rare class)."""
+    out = np.zeros((X.shape[0], k))
+    out[:, committee.classes_.astype(int)] = committee.predict_proba(X)
+    return out
+
+
+def score(
+    X,
+    *,
+    llm: list[str | None],
+    human: list[str | None],
+    trainable_llm: np.ndarray | None = None,
+    llm_confidence: np.ndarray | None = None,
+    seed: int = 0,
+) -> Scores | None:
+    """Score every row of X. ``llm[i]``: the LLM's label (None if it abstained); ``human[i]``: a person's label or None.
+
+    ``trainable_llm`` masks rows whose LLM label may be trained on (False for rejected items). Returns None when there
+    are fewer than two classes or too few labelled rows to cross-validate.
+    """
+    n = X.shape[0]
+    trainable_llm = np.ones(n, bool) if trainable_llm is None else trainable_llm
+    llm_confidence = np.full(n, np.nan) if llm_confidence is None else np.asarray(llm_confidence, float)
+    target = [h if h is not None else (lab if ok else None) for h, lab, ok in zip(human, llm, trainable_llm)]
+    names = sorted({t for t in target if t is not None} | {lab for lab in llm if lab is not None})
+    index = {name: i for i, name in enumerate(names)}
+    y = np.array([index[t] if t is not None else -1 for t in target])
+    train = np.flatnonzero(y >= 0)
+    counts = np.bincount(y[train], minlength=len(names)) if len(train) else np.zeros(len(names), int)
+    present = counts[counts > 0]
+    if len(present) < 2 or len(train) < 10:
+        return None
+    folds = int(min(MAX_FOLDS, max(2, present.min())))
+    w = np.where(np.array([h is not None for h in human]), HUMAN_WEIGHT, 1.0)
+    k = len(names)
+
+    proba = np.zeros((n, k))
+    vote_ent = np.zeros(n)
+    kl = np.zeros(n)
+    rest = np.flatnonzero(y < 0)
+    rest_proba = np.zeros((len(rest), k))
+    # Classes with fewer members than folds cannot be stratified; they are spread across folds as far as they go.
+    strat = np.where(counts[y[train]] >= folds, y[train], -1)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fit_idx, held_idx in splitter.split(np.zeros(len(train)), strat):
+        fit_rows, held_rows = train[fit_idx], train[held_idx]
+        committee = _committee(_fit_members(X[fit_rows], y[fit_rows], w[fit_rows], seed))
+        proba[held_rows] = _full_proba(committee, X[held_rows], k)
+        vote_ent[held_rows] = vote_entropy(committee, X[held_rows])
+        kl[held_rows] = KL_max_disagreement(committee, X[held_rows])
+        if len(rest):
+            rest_proba += _full_proba(committee, X[rest], k) / folds
+            vote_ent[rest] += vote_entropy(committee, X[rest]) / folds
+            kl[rest] += KL_max_disagreement(committee, X[rest]) / folds
+    proba[rest] = rest_proba
+    proba = np.clip(proba, 0.0, 1.0)
+
+    # modAL's measures read predict_proba from "a classifier"; the out-of-fold matrix is that classifier's output.
+    fixed = _FixedProba(proba)
+    rows = np.arange(n).reshape(-1, 1)
+    least = classifier_uncertainty(fixed, rows)
+    margin = classifier_margin(fixed, rows)
+    ent = classifier_entropy(fixed, rows)
+
+    llm_idx = np.array([index[lab] if lab is not None else -1 for lab in llm])
+    has_llm = llm_idx >= 0
+    p_llm = np.full(n, np.nan)
+    p_llm[has_llm] = proba[np.flatnonzero(has_llm), llm_idx[has_llm]]
+    out_of_fold = y >= 0
+
+    signals = _signal_matrix(p_llm, least, margin, ent, vote_ent, kl, llm_confidence, llm_idx, k)
+    reviewed = has_llm & np.array([h is not None for h in human])
+    wrong = np.array([h is not None and h != lab for h, lab in zip(human, llm)])
+    ambiguity, learned = _combine(signals, p_llm, llm_confidence, reviewed, wrong, seed)
+    ambiguity[~has_llm] = 1.0
+
+    humans = np.flatnonzero(np.array([h is not None for h in human]) & out_of_fold)
+    agreement = float((proba[humans].argmax(axis=1) == y[humans]).mean()) if len(humans) else None
+    return Scores(
+        labels=names, proba=proba, p_llm_label=p_llm, least_confident=least, margin=margin, entropy=ent,
+        vote_entropy=vote_ent, kl_max=kl, out_of_fold=out_of_fold, ambiguity=ambiguity, error_model=learned,
+        cv_human_agreement=agreement, folds=folds,
+    )
+
+
+class _FixedProba:
+    """A stand-in classifier whose predict_proba returns precomputed rows (X holds row indices)."""
+
+    def __init__(self, proba: np.ndarray):
+        self.proba = proba
+
+    def predict_proba(self, rows) -> np.ndarray:
+        return self.proba[np.asarray(rows).ravel()]
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, PROBA_FLOOR, 1 - PROBA_FLOOR)
+    return np.log(p / (1 - p))
+
+
+def _signal_matrix(p_llm, least, margin, ent, vote_ent, kl, llm_conf, llm_idx, k) -> np.ndarray:
+    has_conf = ~np.isnan(llm_conf)
+    columns = [
+        _logit(np.nan_to_num(p_llm, nan=0.5)),
+        least,
+        margin,
+        ent / np.log(max(k, 2)),
+        vote_ent,
+        kl,
+        np.where(has_conf, _logit(np.nan_to_num(llm_conf, nan=0.5)), 0.0),
+        has_conf.astype(float),
+    ]
+    # The LLM's label as one-hot: an LLM's error rate differs by label (GPT-3.5 on movie reviews says "negative" too
+    # often). Large label sets would dilute the few reviewed errors over too many columns.
+    if k <= 20:
+        onehot = np.zeros((len(llm_idx), k))
+        ok = llm_idx >= 0
+        onehot[np.flatnonzero(ok), llm_idx[ok]] = 1.0
+        columns.append(onehot)
+    return np.column_stack(columns)
+
+
+def _combine(signals, p_llm, llm_conf, reviewed, wrong, seed) -> tuple[np.ndarray, bool]:
+    """Ambiguity = P(LLM label wrong): learned from reviewed items once there are enough of both outcomes."""
+    n_wrong = int((reviewed & wrong).sum())
+    n_right = int((reviewed & ~wrong).sum())
+    if n_wrong >= MIN_ERROR_EXAMPLES and n_right >= MIN_ERROR_EXAMPLES:
+        model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
+        model.fit(signals[reviewed], wrong[reviewed].astype(int))
+        return model.predict_proba(signals)[:, 1], True
+    prior = 1.0 - np.nan_to_num(p_llm, nan=0.0)
+    has_conf = ~np.isnan(llm_conf)
+    prior[has_conf] = (prior[has_conf] + 1.0 - llm_conf[has_conf]) / 2
+    return prior, False
