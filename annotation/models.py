@@ -452,3 +452,23 @@ class EvaluationRun(models.Model):
             # Dashboard: WHERE project_id = ? ORDER BY id DESC LIMIT n.
             models.Index(fields=["project", "-id"], name="evaluation_project_recent"),
         ]
+
+
+class LoginFailure(models.Model):
+    """One failed sign-in, counted by annotation/ratelimit.py to throttle password guessing across web processes.
+
+    Rows older than the throttle window are pruned when a new failure is written.
+    """
+
+    username = models.CharField(max_length=150)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    # Pruning: DELETE ... WHERE created_at < ?.
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [
+            # Throttle check per account: WHERE username = ? AND created_at > ? (count, oldest).
+            models.Index(fields=["username", "created_at"], name="loginfailure_user_recent"),
+            # Throttle check per client address: WHERE address = ? AND created_at > ?.
+            models.Index(fields=["address", "created_at"], name="loginfailure_address_recent"),
+        ]

@@ -4,12 +4,12 @@ from django.contrib.auth import views as auth_views
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from annotation import selectors, services
+from annotation import ratelimit, selectors, services
 from annotation.forms import MemberAddForm, MemberRoleForm, ProjectCreateForm
 from annotation.models import Membership
 from annotation.permissions import LEAD, MEMBER, project_view, public_view, user_view
 
-login = public_view(auth_views.LoginView.as_view(redirect_authenticated_user=True))
+login = public_view(ratelimit.ThrottledLoginView.as_view())
 logout = user_view(auth_views.LogoutView.as_view())
 
 
