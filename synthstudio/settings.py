@@ -105,15 +105,6 @@ LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
 # Behind a reverse proxy, the META key of the header it puts the client's address in (e.g. HTTP_X_FORWARDED_FOR);
 # empty: REMOTE_ADDR. Without it every client shares the proxy's address and its limit.
 LOGIN_ADDRESS_HEADER = env_str("LOGIN_ADDRESS_HEADER", "")
-# Login throttling (annotation/ratelimit.py): failed sign-ins per account name and per client address in a sliding
-# window, stored in the database so that every web process sees the same counts.
-AUTHENTICATION_BACKENDS = ["annotation.ratelimit.ThrottledModelBackend"]
-LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
-LOGIN_FAILURE_LIMIT_PER_ADDRESS = env_int("LOGIN_FAILURE_LIMIT_PER_ADDRESS", 50)
-LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
-# Behind a reverse proxy, the META key of the header it puts the client's address in (e.g. HTTP_X_FORWARDED_FOR);
-# empty: REMOTE_ADDR. Without it every client shares the proxy's address and its limit.
-LOGIN_ADDRESS_HEADER = env_str("LOGIN_ADDRESS_HEADER", "")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
