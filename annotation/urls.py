@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation.views import browse, dashboard, io, projects, queue, schema
+from annotation.views import browse, dashboard, io, projects, queue, routing, schema
 
 urlpatterns = [
     path("", projects.home, name="home"),
@@ -28,6 +28,9 @@ urlpatterns = [
     path("projects/<int:project_id>/items/", browse.item_list, name="item_list"),
     path("projects/<int:project_id>/items/<int:item_id>/", browse.item_detail, name="item_detail"),
     path("projects/<int:project_id>/dashboard/", dashboard.dashboard_page, name="dashboard"),
+    path("projects/<int:project_id>/routing/", routing.routing_page, name="routing"),
+    path("projects/<int:project_id>/routing/decide/", routing.routing_decide, name="routing_decide"),
+    path("projects/<int:project_id>/routing/score/", routing.routing_score, name="routing_score"),
     path("projects/<int:project_id>/dashboard/refresh/", dashboard.dashboard_refresh, name="dashboard_refresh"),
     path("projects/<int:project_id>/dashboard/evaluations/", dashboard.evaluation_create, name="evaluation_create"),
 ]

@@ -6,7 +6,7 @@
   on a paused auto-accept.
 - ``estimates``: accuracy of auto-accepted items and of the whole dataset from the audit sample (Wilson intervals).
 """
-from annotation.selection.estimates import accuracy_estimate, audit_proportion, wilson_interval
+from annotation.selection.estimates import accuracy_estimate, audit_proportion, routing_overview, wilson_interval
 from annotation.selection.rounds import (
     auto_accept_decide,
     selection_maybe_schedule,
@@ -18,6 +18,7 @@ from annotation.selection.rounds import (
 __all__ = [
     "accuracy_estimate",
     "audit_proportion",
+    "routing_overview",
     "auto_accept_decide",
     "selection_maybe_schedule",
     "selection_reviews_since_last_round",

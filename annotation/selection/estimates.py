@@ -12,7 +12,7 @@ from datetime import datetime
 
 from django.db.models import Count, Q
 
-from annotation.models import Item, Project, Status
+from annotation.models import Item, Project, ScoringRound, Status
 
 Z95 = 1.959963984540054
 
@@ -103,4 +103,28 @@ def accuracy_estimate(*, project: Project) -> AccuracyEstimate:
     )
     return AccuracyEstimate(
         audits=audit_proportion(project=project), human_reviewed=counts["human"], auto_accepted=counts["auto"]
+    )
+
+
+@dataclass(frozen=True)
+class RoutingOverview:
+    project: Project
+    estimate: AccuracyEstimate
+    rounds: list
+    running: bool
+    reviews_since_last_round: int
+
+
+def routing_overview(*, project: Project, rounds: int = 5) -> RoutingOverview:
+    """What the lead's routing page shows: policy (on the project), estimates, the latest rounds."""
+    # rounds.py imports this module for the audit check; importing it back at call time avoids the cycle.
+    from annotation.selection.rounds import selection_reviews_since_last_round
+
+    latest = list(ScoringRound.objects.filter(project=project).order_by("-id")[:rounds])
+    return RoutingOverview(
+        project=project,
+        estimate=accuracy_estimate(project=project),
+        rounds=latest,
+        running=any(r.state == ScoringRound.State.RUNNING for r in latest),
+        reviews_since_last_round=selection_reviews_since_last_round(project=project),
     )
