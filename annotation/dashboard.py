@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -33,6 +33,7 @@ from annotation.models import (
     Source,
     Status,
 )
+from annotation.selection import accuracy_estimate
 from annotation.selectors import project_status_counts
 
 log = logging.getLogger(__name__)
@@ -240,29 +241,23 @@ def coverage_compute(*, project: Project, labels: list[str]) -> list[dict]:
     return grids
 
 
-# Accepted without changing the labels (an accept that keeps the proposal may leave final_labels empty).
-_kept_llm_labels = Q(final_labels=[]) | Q(final_labels=F("proposed_labels"))
-
-
 def audit_accuracy_estimate(*, project: Project) -> dict:
-    """Accuracy of what was auto-accepted, estimated from the audit sample, with a 95% Wilson interval.
-
-    An audit item counts once a person decided it: correct when they accepted it with the LLM's proposed labels,
-    wrong when they changed the labels or rejected it. Audits still waiting are reported, not counted.
-    """
-    audits = _live_items(project).filter(is_audit=True).aggregate(
-        decided=Count("id", filter=Q(status__in=(Status.ACCEPTED, Status.REJECTED))),
-        correct=Count("id", filter=Q(status=Status.ACCEPTED) & _kept_llm_labels),
-        waiting=Count("id", filter=Q(status=Status.NEEDS_REVIEW)),
-    )
-    interval = metrics.wilson_interval(audits["correct"], audits["decided"])
+    """The selection module's audit-based estimate (annotation/selection/estimates.py) for the dashboard: accuracy of
+    auto-accepted items and of the whole dataset, each with its 95% Wilson interval, plus the audits still waiting."""
+    estimate = accuracy_estimate(project=project)
+    auto = estimate.auto_accepted_interval or (None, None)
+    dataset = estimate.dataset_interval or (None, None)
+    waiting = _live_items(project).filter(is_audit=True, status=Status.NEEDS_REVIEW).count()
     return {
-        "n": audits["decided"],
-        "correct": audits["correct"],
-        "waiting": audits["waiting"],
-        "accuracy": audits["correct"] / audits["decided"] if audits["decided"] else None,
-        "low": interval[0] if interval else None,
-        "high": interval[1] if interval else None,
+        "n": estimate.audits.n,
+        "correct": estimate.audits.successes,
+        "waiting": waiting,
+        "accuracy": estimate.auto_accepted_accuracy,
+        "low": auto[0],
+        "high": auto[1],
+        "dataset_accuracy": estimate.dataset_accuracy,
+        "dataset_low": dataset[0],
+        "dataset_high": dataset[1],
         "target": project.target_accuracy,
     }
 

@@ -3,8 +3,8 @@
 (a) ``curated``: the dataset as it would be exported (accepted + auto-accepted items, final labels else proposed);
 (b) ``llm``: the LLM's proposed labels alone, on every item that was not filtered;
 (c) ``human``: items a person accepted, with the labels they gave.
-Each is the same classifier (TF-IDF word + character n-grams, logistic regression), trained on at most
-``MAX_TRAIN`` items (a uniform sample beyond that) and scored on the gold set by accuracy and macro-F1.
+Each is the same classifier as the selection model's (TF-IDF word + character n-grams, logistic regression), trained on
+at most ``MAX_TRAIN`` items (a uniform sample beyond that) and scored on the gold set by accuracy and macro-F1.
 Single-label projects only: the gold format has one label per row.
 """
 import csv
@@ -22,6 +22,7 @@ from sklearn.pipeline import FeatureUnion, make_pipeline
 
 from annotation.dashboard import HUMAN_DECISIONS, sample_ids
 from annotation.models import EvaluationRun, Item, Label, Project, Review, Status
+from annotation.selection.features import MAX_CHAR_FEATURES, MAX_WORD_FEATURES
 from annotation.services import ServiceError
 
 MAX_GOLD_BYTES = 10 * 1024 * 1024
@@ -136,12 +137,15 @@ def _examples(queryset: QuerySet[Item], *, name: str, seed: int) -> tuple[list[s
 
 
 def classifier():
-    """TF-IDF over word and character n-grams + logistic regression, as the selective-annotation design names."""
+    """The selection model's text features and its logistic-regression member, as one pipeline that can score a
+    held-out set (annotation/selection/features.py: tfidf_features fits and transforms in one call, so it cannot be
+    reused for gold texts the model must not have seen)."""
     features = FeatureUnion([
-        ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)),
-        ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)),
+        ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=MAX_WORD_FEATURES)),
+        ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
+                                  max_features=MAX_CHAR_FEATURES)),
     ])
-    return make_pipeline(features, LogisticRegression(max_iter=1000, class_weight="balanced"))
+    return make_pipeline(features, LogisticRegression(C=4.0, max_iter=1000))
 
 
 def score(*, texts: list[str], labels: list[str], gold: list[list[str]]) -> dict:

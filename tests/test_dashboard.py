@@ -117,10 +117,13 @@ def test_accuracy_estimate_from_audits(project, annotator):
     decide(audits[7], annotator, ReviewAction.EDIT, labels=["negative"])
     decide(audits[8], annotator, ReviewAction.REJECT)
     make_item(project, "not an audit", status=Status.ACCEPTED, final_labels=["negative"])
+    make_item(project, "auto", status=Status.AUTO_ACCEPTED)
     estimate = dashboard.audit_accuracy_estimate(project=project)
     assert (estimate["n"], estimate["correct"], estimate["waiting"]) == (9, 7, 1)
     assert estimate["accuracy"] == pytest.approx(7 / 9)
     assert (estimate["low"], estimate["high"]) == pytest.approx(metrics.wilson_interval(7, 9))
+    # 9 accepted by people count as right, the one auto-accepted item at 7/9
+    assert estimate["dataset_accuracy"] == pytest.approx((9 + 7 / 9) / 10)
 
 
 # --- quality numbers --------------------------------------------------------------------------------------------------
@@ -209,8 +212,8 @@ def _grow(project, n):
 def test_computations_run_a_fixed_number_of_queries(project, size, django_assert_max_num_queries):
     AttributeDimension.objects.create(project=project, name="topic", values=["sports"])
     _grow(project, size)
-    # overview: labels, status, label x status, sources, rates, users, days, audits, dimensions, one per dimension
-    with django_assert_max_num_queries(11):
+    # overview: labels, status, label x status, sources, rates, users, days, audits (3), dimensions, one per dimension
+    with django_assert_max_num_queries(12):
         dashboard.overview_compute(project=project)
     # quality: labels, jobs, labels, totals, the id stream, texts (one chunk), agreement, confusion
     with django_assert_max_num_queries(9):
