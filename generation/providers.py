@@ -19,7 +19,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -336,7 +336,3 @@ def provider_for(*, name: str, model: str = "", max_concurrency: int | None = No
             max_retries=settings.OPENAI_MAX_RETRIES,
         )
     raise ProviderConfigError(f"Unknown provider '{name}'.")
-
-
-def provider_names() -> Iterable[str]:
-    return [name for name, _ in PROVIDER_CHOICES]

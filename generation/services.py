@@ -12,7 +12,6 @@ with its reason) or failed (never obtained: provider error, malformed output, mi
 """
 from __future__ import annotations
 
-import logging
 import math
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +38,6 @@ from generation import engine, filters, prompts
 from generation.models import GenerationBatch, GenerationJob, JobEvent, JobMode, JobStatus, NearDuplicateKey
 from generation.providers import OFFLINE, Provider, ProviderConfigError, provider_for
 
-log = logging.getLogger(__name__)
 
 MAX_CELLS = 2000
 MAX_POOL_ITEMS = 20000
