@@ -18,7 +18,7 @@ def home(request):
     projects = list(selectors.projects_for_user(user=request.user))
     roles = selectors.project_roles(user=request.user, projects=projects)
     rows = [(p, "lead" if request.user.is_superuser else roles.get(p.id)) for p in projects]
-    return render(request, "annotation/home.html", {"rows": rows})
+    return render(request, "annotation/home.html", {"rows": rows, "cap": selectors.HOME_COUNT_CAP})
 
 
 @user_view
