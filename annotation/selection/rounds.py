@@ -192,6 +192,7 @@ def _load_rows(project: Project) -> tuple[list[_Row], list[str]]:
 
 
 def _run(*, project: Project, scoring_round: ScoringRound) -> None:
+    project.refresh_from_db()  # the policy as it is now, not as the caller loaded it
     _check_audits(project=project)
     rows, texts = _load_rows(project)
     scores = None
@@ -228,7 +229,6 @@ def _rounded(value: float | None) -> float | None:
 
 def _check_audits(*, project: Project) -> None:
     """Pause auto-accept when the audits since the lead's last decision show the target is out of reach."""
-    project.refresh_from_db(fields=["auto_accept_paused", "auto_accept_decided_at", "target_accuracy"])
     if project.auto_accept_paused:
         return
     audits = audit_proportion(project=project, since=project.auto_accept_decided_at)
@@ -256,7 +256,6 @@ def _review_set(project: Project, rows: list[_Row], ambiguity: np.ndarray, open_
 
 
 def _route(*, project: Project, scoring_round: ScoringRound, rows: list[_Row], scores) -> RoutingCounts:
-    project.refresh_from_db(fields=["auto_accept_paused"])
     counts = RoutingCounts()
     open_idx = np.array([i for i, r in enumerate(rows) if r.status in OPEN_STATUSES], dtype=int)
     if scores is None:

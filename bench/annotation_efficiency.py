@@ -1,0 +1,255 @@
+"""How many human reviews until the curated labels reach 95 / 98 / 99% accuracy? Replays a labelled CSV through the app.
+
+    python bench/annotation_efficiency.py PATH [--seeds 20] [--batch 0.02] [--weak-labels N] [--limit N]
+
+PATH is a CSV with ``text``, ``gold`` and ``llm_label`` (empty = the LLM abstained), optionally ``llm_confidence``; any
+label set. A gold-only CSV (``text``, ``label``) works with ``--weak-labels N``: the "LLM" is then a weak classifier
+(word TF-IDF + logistic regression) trained on N random rows, whose errors correlate with the text, and its top
+probability is the LLM confidence.
+
+The run drives the app's own code end to end on a throwaway SQLite database (or ``DATABASE_URL`` if set): the bulk
+importer, scoring rounds (``selection_run_round``), the review queue's claim and review services with a simulated
+reviewer who answers with gold. Each step the lead widens the review budget by ``--batch`` of the items, a round
+routes the most ambiguous open items to the queue, the reviewer works through the queue, and the model retrains.
+Curated labels are the reviewer's for reviewed items and the LLM's for the rest (an abstention counts as wrong until
+reviewed). The curve uses seed 0 and no audits (audits are measured separately: with audits each step also reviews
+``audit_rate`` of the auto-accepted items).
+
+Baselines are orderings of the same items: random, by LLM confidence (lowest first; null without a confidence
+column), and the oracle that reviews exactly the LLM's errors (the limit). ``audit_coverage``: over ``--seeds`` fresh
+projects, one round with the default 5% audit rate, the audits reviewed, and the share of seeds whose 95% Wilson
+interval holds the true accuracy of the items left auto-accepted.
+
+The last line printed is one JSON object: dataset, n, llm_accuracy, reviews_to, baselines, audit_coverage (plus
+weak_labels when used).
+"""
+import argparse
+import csv
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+THRESHOLDS = (0.95, 0.98, 0.99)
+
+
+def setup_django(var_dir: str) -> None:
+    os.environ["SYNTHSTUDIO_VAR_DIR"] = var_dir
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    sys.path.insert(0, str(REPO))
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+def read_rows(path: Path, weak_labels: int, limit: int, seed: int) -> list[dict]:
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row.setdefault("gold", row.get("label", ""))
+    if limit and len(rows) > limit:
+        rows = random.Random(seed).sample(rows, limit)
+    if weak_labels:
+        weak_llm(rows, weak_labels, seed)
+    return rows
+
+
+def weak_llm(rows: list[dict], n: int, seed: int) -> None:
+    """Label every row with a weak classifier trained on n random rows: realistic, text-correlated errors."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    texts = [r["text"] for r in rows]
+    X = TfidfVectorizer(min_df=1).fit_transform(texts)
+    slice_ = random.Random(seed + 1).sample(range(len(rows)), n)
+    model = LogisticRegression(max_iter=1000).fit(X[slice_], [rows[i]["gold"] for i in slice_])
+    proba = model.predict_proba(X)
+    for row, p in zip(rows, proba):
+        row["llm_label"] = str(model.classes_[p.argmax()])
+        row["llm_confidence"] = f"{p.max():.4f}"
+
+
+def first_crossings(order: list[int], rows: list[dict]) -> dict:
+    """Share of items reviewed when curated accuracy first reaches each threshold, reviewing in ``order``."""
+    n = len(rows)
+    correct = sum(r["llm_label"] == r["gold"] for r in rows)
+    out = {f"{t}": None for t in THRESHOLDS}
+    for t in THRESHOLDS:
+        if correct / n >= t:
+            out[f"{t}"] = 0.0
+    for k, i in enumerate(order, start=1):
+        correct += rows[i]["llm_label"] != rows[i]["gold"]
+        for t in THRESHOLDS:
+            if out[f"{t}"] is None and correct / n >= t:
+                out[f"{t}"] = round(k / n, 4)
+    return out
+
+
+def baselines(rows: list[dict], seed: int) -> dict:
+    idx = list(range(len(rows)))
+    shuffled = idx[:]
+    random.Random(seed).shuffle(shuffled)
+    has_conf = any(r.get("llm_confidence") for r in rows)
+    by_conf = sorted(idx, key=lambda i: (bool(rows[i]["llm_label"]), float(rows[i].get("llm_confidence") or 0)))
+    oracle = [i for i in idx if rows[i]["llm_label"] != rows[i]["gold"]]
+    return {
+        "random": first_crossings(shuffled, rows),
+        "llm_confidence": first_crossings(by_conf, rows) if has_conf else None,
+        "oracle": first_crossings(oracle, rows),
+    }
+
+
+def make_project(rows: list[dict], *, name: str, audit_rate: float, budget: float, batch_reviews: int):
+    from annotation import services
+    from annotation.importing import ImportFailed, ImportOptions, import_rows, import_validate, items_import
+    from annotation.models import Label, Project
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    lead, _ = User.objects.get_or_create(username="bench-lead")
+    reviewer, _ = User.objects.get_or_create(username="bench-reviewer")
+    project = services.project_create(name=name, lead=lead)
+    labels = sorted({r["gold"] for r in rows} | {r["llm_label"] for r in rows if r["llm_label"]})
+    Label.objects.bulk_create(Label(project=project, name=label, order=i) for i, label in enumerate(labels))
+    Project.objects.filter(pk=project.pk).update(audit_rate=audit_rate, review_budget=budget,
+                                                 retrain_every=batch_reviews, target_accuracy=0.0)
+    project.refresh_from_db()
+    services.membership_add(project=project, identifier=reviewer.username, role="annotator")
+    has_conf = any(r.get("llm_confidence") for r in rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "items.csv"
+        with path.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "llm_label", "llm_confidence", "gold", "row"])
+            for i, r in enumerate(rows):
+                writer.writerow([r["text"], r["llm_label"], r.get("llm_confidence", ""), r["gold"], i])
+        options = ImportOptions(format="csv", llm_label_column="llm_label", duplicates="keep",
+                                llm_confidence_column="llm_confidence" if has_conf else "")
+        report = import_validate(project=project, path=path, options=options)
+        if report.n_errors:
+            raise ImportFailed(f"the CSV does not import: {report.errors[:3]}")
+        items_import(project=project, rows=import_rows(project=project, path=path, options=options,
+                                                       skip=report.skip))
+    return project, reviewer
+
+
+def review_queue(project, reviewer, rows: list[dict], row_of: dict, on_review=None) -> int:
+    """The simulated reviewer: claim items from the app's queue and answer each with gold until it is empty."""
+    from annotation.queue import item_review, queue_claim
+
+    done = 0
+    while (item := queue_claim(project=project, user=reviewer)) is not None:
+        gold = rows[row_of[item.pk]]["gold"]
+        item_review(project=project, item_id=item.pk, user=reviewer, action="accept",
+                    expected_version=item.version, labels=[gold])
+        done += 1
+        if on_review:
+            on_review(row_of[item.pk])
+    return done
+
+
+def row_index(project) -> dict:
+    from annotation.models import Item
+
+    return {pk: int(extra["row"]) for pk, extra in Item.objects.filter(project=project).values_list("pk", "extra")}
+
+
+def learning_curve(rows: list[dict], batch: float, log) -> dict:
+    """Seed 0, no audits: widen the budget by one batch, route, review the queue, retrain; until 99% or all reviewed."""
+    from annotation.models import Item, Project, Status
+    from annotation.selection import selection_run_round
+
+    n = len(rows)
+    step = max(1, round(batch * n))
+    project, reviewer = make_project(rows, name="bench curve", audit_rate=0.0, budget=0.0, batch_reviews=step)
+    row_of = row_index(project)
+    correct = sum(r["llm_label"] == r["gold"] for r in rows)
+    state = {"correct": correct, "reviewed": 0}
+    out = {f"{t}": (0.0 if correct / n >= t else None) for t in THRESHOLDS}
+
+    def on_review(i):
+        state["reviewed"] += 1
+        state["correct"] += rows[i]["llm_label"] != rows[i]["gold"]
+        for t in THRESHOLDS:
+            if out[f"{t}"] is None and state["correct"] / n >= t:
+                out[f"{t}"] = round(state["reviewed"] / n, 4)
+
+    rounds = 0
+    while out[f"{THRESHOLDS[-1]}"] is None and state["reviewed"] < n:
+        done = Item.objects.filter(project=project, status__in=(Status.ACCEPTED, Status.REJECTED)).count()
+        Project.objects.filter(pk=project.pk).update(review_budget=min(1.0, (done + step) / n))
+        started = time.monotonic()
+        scoring_round = selection_run_round(project=project, trigger="reviews")
+        rounds += 1
+        reviewed = review_queue(project, reviewer, rows, row_of, on_review)
+        log(f"round {rounds}: {time.monotonic() - started:.1f} s, reviewed {state['reviewed'] / n:.3f}, "
+            f"curated accuracy {state['correct'] / n:.4f}, error model {scoring_round.metrics['error_model']}")
+        if reviewed == 0:
+            break
+    return out
+
+
+def audit_coverage(rows: list[dict], seeds: int, log) -> float:
+    from annotation.models import Item, Status
+    from annotation.selection import accuracy_estimate, selection_run_round
+
+    held = 0
+    for seed in range(seeds):
+        project, reviewer = make_project(rows, name=f"bench audit {seed}", audit_rate=0.05, budget=0.1,
+                                         batch_reviews=10**6)
+        row_of = row_index(project)
+        selection_run_round(project=project, trigger="bench")
+        from annotation.queue import item_review
+
+        for item in Item.objects.filter(project=project, is_audit=True, status=Status.NEEDS_REVIEW):
+            item_review(project=project, item_id=item.pk, user=reviewer, action="accept",
+                        expected_version=item.version, labels=[rows[row_of[item.pk]]["gold"]])
+        auto = Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).values_list("pk", "proposed_labels")
+        truth = [labels == [rows[row_of[pk]]["gold"]] for pk, labels in auto]
+        true_acc = sum(truth) / len(truth)
+        estimate = accuracy_estimate(project=project)
+        low, high = estimate.auto_accepted_interval
+        held += low <= true_acc <= high
+        log(f"audit seed {seed}: {estimate.audits.n} audits, estimate {estimate.auto_accepted_accuracy:.4f} "
+            f"[{low:.4f}, {high:.4f}], true {true_acc:.4f}")
+    return round(held / seeds, 4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--seeds", type=int, default=20, help="projects for audit coverage")
+    parser.add_argument("--batch", type=float, default=0.02, help="share of items reviewed per step")
+    parser.add_argument("--weak-labels", type=int, default=0, help="make llm_label with a weak classifier on N rows")
+    parser.add_argument("--limit", type=int, default=0, help="use a random sample of this many rows")
+    args = parser.parse_args()
+
+    def log(message):
+        print(message, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="ss-bench-") as var_dir:
+        setup_django(var_dir)
+        rows = read_rows(args.path, args.weak_labels, args.limit, seed=0)
+        n = len(rows)
+        llm_accuracy = round(sum(r["llm_label"] == r["gold"] for r in rows) / n, 4)
+        log(f"{args.path.name}: {n} rows, LLM accuracy {llm_accuracy}")
+        started = time.monotonic()
+        reviews_to = learning_curve(rows, args.batch, log)
+        log(f"curve took {time.monotonic() - started:.0f} s")
+        coverage = audit_coverage(rows, args.seeds, log) if args.seeds else None
+        result = {"dataset": args.path.name, "n": n, "llm_accuracy": llm_accuracy, "reviews_to": reviews_to,
+                  "baselines": baselines(rows, seed=0), "audit_coverage": coverage}
+        if args.weak_labels:
+            result["weak_labels"] = args.weak_labels
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
