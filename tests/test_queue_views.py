@@ -4,7 +4,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from annotation.models import Item, Label, Review, ReviewAction, Status
+from annotation.models import Item, Review, ReviewAction, Status
 from tests.factories import add_member, make_item, make_project
 
 

@@ -35,7 +35,7 @@ def press_and_wait(page, key):
     page.evaluate("document.querySelector('#queue-panel').dataset.old = '1'")
     page.keyboard.press(key)
     page.wait_for_function("!document.querySelector('#queue-panel')?.dataset.old")
-    page.wait_for_function("document.activeElement && ['queue-item', 'queue-empty'].includes(document.activeElement.id)")
+    page.wait_for_function("['queue-item', 'queue-empty'].includes(document.activeElement?.id)")
     return shown_item(page)
 
 
