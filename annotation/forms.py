@@ -118,7 +118,7 @@ class ExportForm(forms.Form):
     created_to = forms.DateField(required=False, label="Created on or before",
                                  widget=forms.DateInput(attrs={"type": "date"}))
     provenance = forms.BooleanField(required=False, label="Add provenance columns",
-                                    help_text="Job, prompt conditions, model, last reviewer and action, scores.")
+                                    help_text="Creation time, job, prompt conditions, model, scores, last reviewer and action.")
 
     def __init__(self, *args, project, **kwargs):
         super().__init__(*args, **kwargs)

@@ -15,8 +15,12 @@ in a JSONL file the line number.
 Mapping: the text column (required); an optional gold/seed label column (such rows are human-verified: stored
 ``accepted`` with ``final_labels``); optional LLM label and confidence columns (stored as ``proposed_labels`` and
 ``llm_confidence``, status ``proposed``); rows with neither are ``proposed``. Every other column is kept in
-``Item.extra``. Each item gets an ``import`` Review row (its ``after`` holds status, labels, job and row, not the text,
-which the item itself holds).
+``Item.extra``.
+
+The record of an import is its ``ImportJob`` (who, when, which file, the mapping, counts, errors); each item points at
+it through ``provenance`` (``{"import_job": id, "row": n}``) and its idempotency key. There is no Review row per
+created item: creating an item overwrites nothing (the Review log records changes), generated items are not logged
+per item either, and at a million rows the extra rows would cost a third of the import time.
 
 Label cells: a JSONL value is a label name or a list of names. A CSV cell holds several labels joined with ``|``
 (label names cannot contain ``|``; a literal ``|`` or ``\\`` in a cell written by another tool is escaped with ``\\``).
@@ -42,7 +46,7 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from annotation.models import ImportJob, Item, Project, Review, ReviewAction, Source, Status, normalise_text
+from annotation.models import ImportJob, Item, Project, Source, Status, normalise_text
 from annotation.schema import LABEL_SEPARATOR
 
 MAX_ERRORS = 100
@@ -51,6 +55,7 @@ MAX_TEXT_CHARS = 100_000
 BATCH = 2000
 # Progress is written every this many rows: often enough for a progress bar, rarely enough to cost nothing.
 PROGRESS_EVERY = 20_000
+ANALYZE_AFTER_ROWS = 50_000
 FORMATS = ("csv", "jsonl")
 UPLOAD_DIR = "imports"
 
@@ -171,7 +176,7 @@ def split_labels(cell: str) -> list[str]:
 
 def unescape_formula(cell: str) -> str:
     """Undo ``exporting.neutralise``: drop the ``'`` it put before a cell a spreadsheet would run as a formula."""
-    return cell[1:] if _FORMULA_ESCAPED.match(cell) else cell
+    return cell[1:] if cell[:1] == "'" and _FORMULA_ESCAPED.match(cell) else cell
 
 
 # --- Reading records -------------------------------------------------------------------------------------------------
@@ -281,6 +286,7 @@ class RowParser:
             self.labels.setdefault(name.casefold(), name)
         self.label_hint = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
         self.unescape = options.format == "csv" and options.unescape_formulas
+        self.mapped = options.mapped
 
     def parse(self, row: int, record: dict) -> ImportRow | list[RowProblem]:
         o = self.options
@@ -303,7 +309,7 @@ class RowParser:
                       if o.llm_confidence_column else None)
         if problems:
             return problems
-        extra = {k: v for k, v in record.items() if k not in o.mapped}
+        extra = {k: v for k, v in record.items() if k not in self.mapped}
         return ImportRow(row=row, text=text, final_labels=final, proposed_labels=proposed, llm_confidence=confidence,
                          extra=extra)
 
@@ -437,28 +443,27 @@ def import_rows(*, project: Project, path: Path, options: ImportOptions, skip: b
 
 @transaction.atomic
 def items_import(
-    *, project: Project, rows: Iterable[ImportRow], user=None, job_id: int | None = None,
+    *, project: Project, rows: Iterable[ImportRow], job_id: int | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Create an Item (and its ``import`` Review row) per row, in batches, in one transaction; returns the count.
+    """Create an Item per row, in batches, in one transaction; returns the count.
 
     A row with final labels is a human-verified seed (``accepted``); otherwise the item is ``proposed``. With a
-    ``job_id`` every item gets the idempotency key ``import<job>:<row>``, so running the same job twice cannot store a
-    row twice (the second run fails on the unique key and rolls back).
+    ``job_id`` every item gets the idempotency key ``import<job>:<row>`` and ``provenance`` naming job and row, so
+    running the same job twice cannot store a row twice (the second run fails on the unique key and rolls back).
     """
     writer = _PostgresWriter() if connection.vendor == "postgresql" else _OrmWriter()
     now = timezone.now()
-    user_id = getattr(user, "pk", None)
     written, batch = 0, []
     for row in rows:
         batch.append(row)
         if len(batch) >= BATCH:
-            written += writer.write(project.pk, user_id, job_id, batch, now)
+            written += writer.write(project.pk, job_id, batch, now)
             batch = []
             if on_progress and written % PROGRESS_EVERY < BATCH:
                 on_progress(written)
     if batch:
-        written += writer.write(project.pk, user_id, job_id, batch, now)
+        written += writer.write(project.pk, job_id, batch, now)
     return written
 
 
@@ -467,84 +472,91 @@ def _item_values(row: ImportRow, job_id: int | None) -> dict:
     return {
         "text": row.text, "extra": row.extra, "status": status, "source": Source.IMPORTED,
         "proposed_labels": row.proposed_labels, "llm_confidence": row.llm_confidence,
-        "final_labels": row.final_labels, "provenance": row.provenance,
+        "final_labels": row.final_labels,
+        "provenance": {"import_job": job_id, "row": row.row} if job_id is not None else row.provenance,
         "idempotency_key": f"import{job_id}:{row.row}" if job_id is not None else None,
         "content_hash": _hash(row.text).hex(),
     }
 
 
-def _review_after(row: ImportRow, status: str, job_id: int | None) -> dict:
-    return {"status": status, "labels": row.final_labels or row.proposed_labels, "version": 1,
-            "import_job": job_id, "row": row.row}
-
-
 class _OrmWriter:
-    """bulk_create, which returns primary keys on SQLite 3.35+ and every other backend Django supports."""
+    """bulk_create: SQLite and any other backend."""
 
-    def write(self, project_id, user_id, job_id, rows, now) -> int:
-        items = Item.objects.bulk_create(
+    def write(self, project_id, job_id, rows, now) -> int:
+        return len(Item.objects.bulk_create(
             [Item(project_id=project_id, created_at=now, **_item_values(r, job_id)) for r in rows]
-        )
-        Review.objects.bulk_create(
-            Review(item_id=item.pk, project_id=project_id, user_id=user_id, action=ReviewAction.IMPORT,
-                   before={}, after=_review_after(r, item.status, job_id))
-            for item, r in zip(items, rows, strict=True)
-        )
-        return len(items)
+        ))
 
 
 class _PostgresWriter:
-    """COPY FROM STDIN, several times faster than INSERT for big batches. Values are prepared by each model field
-    (``get_db_prep_save``), so new fields with defaults need no change here; item ids come from the table's sequence
-    so that the Review rows can point at them."""
+    """COPY FROM STDIN in text format, several times faster than INSERT. Every concrete column but the id is written
+    (defaults from the model fields), so a field added later with a default needs no change here."""
 
     def __init__(self):
-        self.items = _CopyTable(Item, varying=["id", "text", "extra", "status", "proposed_labels", "llm_confidence",
-                                               "final_labels", "provenance", "idempotency_key", "content_hash"],
-                                constant=["project_id", "source", "created_at", "updated_at"])
-        self.reviews = _CopyTable(Review, varying=["item_id", "after"],
-                                  constant=["project_id", "user_id", "action", "before", "created_at"], skip=["id"])
-        table = connection.ops.quote_name(Item._meta.db_table)
-        self.next_ids = f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)"
+        self.items = _CopyTable(Item, skip=["id"], varying=["text", "extra", "status", "proposed_labels",
+                                                            "llm_confidence", "final_labels", "provenance",
+                                                            "idempotency_key", "content_hash"])
 
-    def write(self, project_id, user_id, job_id, rows, now) -> int:
+    def write(self, project_id, job_id, rows, now) -> int:
         with connection.cursor() as cursor:
-            cursor.execute(self.next_ids, [len(rows)])
-            ids = [i for (i,) in cursor.fetchall()]
-            item_rows, review_rows = [], []
-            for item_id, r in zip(ids, rows, strict=True):
-                values = _item_values(r, job_id)
-                values["id"] = item_id
-                item_rows.append(values)
-                review_rows.append({"item_id": item_id, "after": _review_after(r, values["status"], job_id)})
-            constant = {"project_id": project_id, "source": Source.IMPORTED, "created_at": now, "updated_at": now}
-            self.items.copy(cursor, item_rows, constant)
-            self.reviews.copy(cursor, review_rows, {"project_id": project_id, "user_id": user_id,
-                                                    "action": ReviewAction.IMPORT, "before": {}, "created_at": now})
+            self.items.copy(cursor, [_item_values(r, job_id) for r in rows],
+                            {"project_id": project_id, "source": Source.IMPORTED, "created_at": now, "updated_at": now})
         return len(rows)
 
 
+_COPY_NULL = "\\N"
+
+
+def _copy_escape(text: str) -> str:
+    """COPY text format: backslash, newline, carriage return and tab are written as backslash escapes."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+def _copy_formatter(field) -> Callable:
+    """value -> its COPY text for one model field; label lists repeat, so their JSON is cached."""
+    kind = field.get_internal_type()
+    if kind == "JSONField":
+        cache: dict = {}
+
+        def as_json(value):
+            if value is None:
+                return _COPY_NULL
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                key = tuple(value)
+                if key not in cache:
+                    cache[key] = _copy_escape(json.dumps(value, ensure_ascii=False))
+                return cache[key]
+            return _copy_escape(json.dumps(value, ensure_ascii=False, cls=field.encoder))
+        return as_json
+    if kind == "BooleanField":
+        return lambda v: _COPY_NULL if v is None else ("t" if v else "f")
+    if kind == "DateTimeField":
+        return lambda v: _COPY_NULL if v is None else v.isoformat()
+    return lambda v: _COPY_NULL if v is None else _copy_escape(str(v))
+
+
 class _CopyTable:
-    def __init__(self, model, *, varying: list[str], constant: list[str], skip: Iterable[str] = ()):
-        fields = [f for f in model._meta.concrete_fields if f.attname not in skip]
-        self.fields = fields
-        self.varying = [(i, f) for i, f in enumerate(fields) if f.attname in varying]
-        self.constant = set(constant)
-        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    def __init__(self, model, *, varying: list[str], skip: Iterable[str] = ()):
+        self.fields = [f for f in model._meta.concrete_fields if f.attname not in skip]
+        self.format = {f.attname: _copy_formatter(f) for f in self.fields}
+        self.varying = [(i, f.attname, self.format[f.attname]) for i, f in enumerate(self.fields)
+                        if f.attname in varying]
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in self.fields)
         self.sql = f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN"
 
     def copy(self, cursor, rows: list[dict], constant: dict) -> None:
-        template = [
-            f.get_db_prep_save(constant[f.attname] if f.attname in self.constant else f.get_default(), connection)
-            for f in self.fields
-        ]
+        template = [self.format[f.attname](constant[f.attname] if f.attname in constant else f.get_default())
+                    for f in self.fields]
+        lines = []
+        for values in rows:
+            out = template.copy()
+            for i, name, fmt in self.varying:
+                out[i] = fmt(values[name])
+            lines.append("\t".join(out))
+        lines.append("")
         # The raw psycopg cursor does COPY; Django's wrapper turns its errors into django.db ones (IntegrityError...).
         with connection.wrap_database_errors, cursor.cursor.copy(self.sql) as copy:
-            for values in rows:
-                out = template.copy()
-                for i, f in self.varying:
-                    out[i] = f.get_db_prep_save(values[f.attname], connection)
-                copy.write_row(out)
+            copy.write("\n".join(lines))
 
 
 # --- The job ---------------------------------------------------------------------------------------------------------
@@ -588,9 +600,10 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
                     duplicate_rows=report.duplicate_rows)
         with _ProgressReporter(job_id) as progress:
             written = items_import(
-                project=job.project, user=job.created_by, job_id=job.pk, on_progress=progress,
+                project=job.project, job_id=job.pk, on_progress=progress,
                 rows=import_rows(project=job.project, path=path, options=options, skip=report.skip),
             )
+        _analyze_after(written)
         jobs.update(state=ImportJob.State.DONE, rows_done=report.rows, rows_imported=written,
                     finished_at=timezone.now())
     except ImportFailed as exc:
@@ -604,6 +617,15 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     finally:
         _remove_upload(path)
     return _refresh(job)
+
+
+def _analyze_after(written: int) -> None:
+    """Refresh PostgreSQL's statistics after a big import: with stale ones the planner takes a project's new rows for
+    a handful and picks plans (a sort of every row per keyset page) that are fatal at this size. Autovacuum would get
+    there, but not before the lead's first export or queue page."""
+    if connection.vendor == "postgresql" and written >= ANALYZE_AFTER_ROWS:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(Item._meta.db_table)}")
 
 
 def _refresh(job: ImportJob) -> ImportJob:

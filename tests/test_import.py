@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from annotation import importing
 from annotation.importing import ImportOptions, ImportRow, import_job_create, import_job_run, items_import
-from annotation.models import ImportJob, Item, Review, ReviewAction, Status, content_hash
+from annotation.models import ImportJob, Item, Review, Status, content_hash
 from tests.factories import make_item
 
 VISITORS = ["lead", "annotator", "outsider", "anonymous"]
@@ -43,9 +43,10 @@ def test_csv_rows_become_items_with_status_by_what_they_carry(tmp_path, project,
     assert (plain.status, plain.proposed_labels, plain.final_labels) == (Status.PROPOSED, [], [])
     assert seed.content_hash == content_hash("great film")
     assert [i.idempotency_key for i in (seed, llm, plain)] == [f"import{job.pk}:{r}" for r in (2, 3, 4)]
-    reviews = Review.objects.filter(item__project=project, action=ReviewAction.IMPORT).order_by("item_id")
-    assert [(r.user, r.after["row"], r.after["status"]) for r in reviews] == [
-        (lead, 2, "accepted"), (lead, 3, "proposed"), (lead, 4, "proposed")]
+    assert [i.provenance for i in (seed, plain)] == [{"import_job": job.pk, "row": 2}, {"import_job": job.pk, "row": 4}]
+    assert job.created_by == lead
+    # Creation overwrites nothing: the ImportJob is the record of the import, not a Review row per item.
+    assert not Review.objects.filter(project=project).exists()
 
 
 def test_jsonl_takes_label_lists_and_keeps_other_keys_as_extra(tmp_path, project, lead):
@@ -152,22 +153,22 @@ def test_a_job_runs_once(tmp_path, project, lead):
     assert Item.objects.filter(project=project).count() == 1
 
 
-def test_the_same_job_cannot_store_a_row_twice(project, lead):
+def test_the_same_job_cannot_store_a_row_twice(project):
     rows = [ImportRow(row=2, text="once")]
-    items_import(project=project, rows=rows, user=lead, job_id=7)
+    items_import(project=project, rows=rows, job_id=7)
     with pytest.raises(IntegrityError), transaction.atomic():
-        items_import(project=project, rows=rows, user=lead, job_id=7)
+        items_import(project=project, rows=rows, job_id=7)
     assert Item.objects.filter(project=project).count() == 1
 
 
-def test_big_files_are_written_in_batches_with_progress(tmp_path, project, lead, monkeypatch):
+def test_big_files_are_written_in_batches_with_progress(tmp_path, project, monkeypatch):
     monkeypatch.setattr(importing, "BATCH", 3)
     monkeypatch.setattr(importing, "PROGRESS_EVERY", 3)
     seen = []
     rows = (ImportRow(row=i, text=f"text {i}") for i in range(10))
-    assert items_import(project=project, rows=rows, user=lead, on_progress=seen.append) == 10
+    assert items_import(project=project, rows=rows, on_progress=seen.append) == 10
     assert seen == [3, 6, 9]
-    assert Review.objects.filter(project=project, action=ReviewAction.IMPORT).count() == 10
+    assert Item.objects.filter(project=project).count() == 10
     path = write(tmp_path, "in.csv", "text\n" + "".join(f"row {i}\n" for i in range(10)))
     report = importing.import_validate(project=project, path=path, options=ImportOptions(format="csv"),
                                        on_progress=seen.append)

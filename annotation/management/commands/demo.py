@@ -69,12 +69,12 @@ class Command(BaseCommand):
             rows = list(csv.DictReader(f))
         seeds, pool = rows[:SEEDS], rows[SEEDS:]
         items_import(
-            project=project, user=users["lead"],
+            project=project,
             rows=[ImportRow(row=i, text=r["text"], final_labels=[r["label"]], provenance={"demo": "gold seed"})
                   for i, r in enumerate(seeds, 2)],
         )
         items_import(
-            project=project, user=users["lead"],
+            project=project,
             rows=[ImportRow(row=i, text=r["text"], extra={"gold": r["label"]}) for i, r in enumerate(pool, 2 + SEEDS)],
         )
         for item in Item.objects.filter(project=project, status=Status.PROPOSED):
