@@ -229,8 +229,9 @@ class Item(models.Model):
             models.Index(fields=["project", "id"], name="item_project_id"),
             # Duplicate detection: WHERE project_id = ? AND content_hash IN (...).
             models.Index(fields=["project", "content_hash"], name="item_project_hash"),
-            # Export and dashboards by job: WHERE generation_job_id = ?.
-            models.Index(fields=["generation_job_id"], name="item_generation_job"),
+            # A job's items, newest first (generation/selectors.py job_items): WHERE generation_job_id = ?
+            # ORDER BY id DESC LIMIT n; also export and dashboards by job: WHERE generation_job_id = ?.
+            models.Index(fields=["generation_job_id", "id"], name="item_generation_job_id"),
         ]
         constraints = [
             models.UniqueConstraint(
