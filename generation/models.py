@@ -79,7 +79,11 @@ class JobEvent(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["job", "-id"], name="jobevent_job_recent")]
+        indexes = [
+            # The job page's log, newest first: WHERE job_id = ? [AND kind IN (...)] ORDER BY id DESC LIMIT n
+            # (generation/selectors.py job_events).
+            models.Index(fields=["job", "-id"], name="jobevent_job_recent"),
+        ]
 
 
 class GenerationBatch(models.Model):
