@@ -10,6 +10,7 @@ from django.db import transaction
 from annotation import services
 from annotation.importing import ImportRow, items_import
 from annotation.models import Item, Label, Membership, Project, ReviewAction, Role, Status
+from annotation.selection import selection_run_round
 from generation.services import job_create
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "demo_data" / "trec6_sample.csv"
@@ -83,4 +84,5 @@ class Command(BaseCommand):
         # Pool items get proposed labels from offline label-word matching: deterministic, fast, and honestly not an LLM.
         job_create(project=project, user=users["lead"], mode="label_pool", provider="offline",
                    options={"count": len(pool), "requests_per_batch": 64}, run_now=True)
+        selection_run_round(project=project, trigger="demo")  # route the labelled pool: review only what is ambiguous
         return project
