@@ -1,0 +1,692 @@
+"""Sixteen annotators at once on a million-item project, over real HTTP: latency, throughput, no double claims.
+
+    createdb -h 127.0.0.1 -U postgres ss_scale_bench      # once
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/ss_scale_bench python bench/load.py --items 1000000 --seconds 60
+
+For each size in ``--items`` (a comma-separated list, e.g. ``10000,100000,1000000``) the bench:
+
+1. **builds** a project with COPY (PostgreSQL only): six labels, 70% auto-accepted, 10% accepted and 2% rejected by
+   people (one Review each), 13% waiting for review (four in five scored with an ambiguity), 3% filtered, 2% proposed,
+   and 0.02% overlap items owed a second opinion; then ``VACUUM ANALYZE``, as autovacuum would have done;
+2. **serves** the app with gunicorn (``--workers`` gthread workers of ``--threads`` threads) in a child process with
+   production settings (``DEBUG=false``, whitenoise static files from a fresh ``collectstatic``), on 127.0.0.1 only;
+3. **browse** (``--mode browse`` or ``all``): a lead, logged in through the login form, times the item browser's first
+   page and a deep keyset page (with and without a status filter), an item, the dashboard (its snapshots computed
+   first, as the Celery task would), the home and project pages, import and export, generation jobs (the oldest and
+   the newest job's page), labels and settings: ``--requests`` times each, one at a time, median and max;
+4. **load** (``--mode load`` or ``all``): ``--annotators`` threads, each a browser session that logs in through the
+   form and works the queue for ``--seconds`` (or until ``--max-submits`` in all), looking at each item for
+   ``--think`` seconds on average (0: as fast as the server answers): ``GET queue/`` with
+   ``HX-Request`` (what the page's "check again" link sends; it claims the next item) then the review form's POST
+   (accept 80%, edit the label 10%, reject with a reason 10%). With ``--flow split`` (default) the POST is the no-JS
+   form post (302, saves only) so that claim and save are timed apart; with ``--flow htmx`` it carries ``HX-Request``
+   and its answer already holds the next claimed item, as in the browser with JS (one request per item);
+5. **verifies** that no item was handed to two annotators at the same time (each annotator records when it received
+   an item and when it sent the review; two such spans of different annotators on one item must not overlap), that no
+   item got more decisions than it needs reviews, that every submit the app confirmed has its Review row by that
+   annotator, with that action, and that the item's status matches; then deletes everything it made.
+
+Latencies are measured by the client (they include the client's own Python time) and by gunicorn's access log (time
+in the worker). The load average is recorded before and after each phase: on a shared 2-core machine, read the numbers
+with it. The last line printed is one JSON object with every figure.
+"""
+import argparse
+import http.client
+import io
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+WORDS = ("what how why who where when which film city river price number year company song war book actor disease "
+         "country team language animal colour planet law school food music game car bank island bridge great dull "
+         "slow quick bright dark warm cold long short").split()
+LABELS = ["description", "entity", "abbreviation", "human", "location", "numeric"]
+REJECT_REASONS = ["wrong_label", "low_quality", "duplicate"]
+HISTORIC_REVIEWERS = 3
+
+
+def setup_django() -> None:
+    sys.path.insert(0, str(REPO))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def percentiles(samples: list[float]) -> dict:
+    """p50/p95/p99/max in milliseconds of samples in seconds."""
+    if not samples:
+        return {"n": 0}
+    ms = sorted(s * 1000 for s in samples)
+    cuts = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else [ms[0]] * 99
+    return {"n": len(ms), "p50": round(cuts[49], 1), "p95": round(cuts[94], 1), "p99": round(cuts[98], 1),
+            "max": round(ms[-1], 1)}
+
+
+# --- Building the project --------------------------------------------------------------------------------------------
+
+def _copy_text(value) -> str:
+    """A Python value in PostgreSQL's COPY text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value)
+    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+# Columns the generator fills per row; every other column of the item table gets its model default.
+VARYING = ("text", "source", "status", "proposed_labels", "llm_confidence", "model_label", "model_scores", "ambiguity",
+           "route_reason", "scored_round", "final_labels", "content_hash", "reviews_required", "review_count",
+           "generation_job_id")
+JOBS = 20
+
+
+def item_rows(n: int, job_ids: list[int], seed: int = 8):
+    """Values of ``VARYING`` for n items, as COPY text fields; the items come from the jobs in turn, oldest first."""
+    rng = random.Random(seed)
+    overlap_every = 5000  # 0.02% of items are overlap items owed a second opinion
+    for i in range(n):
+        label = LABELS[i % len(LABELS)]
+        roll = rng.random()
+        ambiguity, scored, final, required, count = "\\N", "\\N", "[]", "1", "0"
+        if i % overlap_every == overlap_every - 1:
+            status, final, required, count = "accepted", json.dumps([label]), "2", "1"
+        elif roll < 0.70:
+            status = "auto_accepted"
+        elif roll < 0.80:
+            status, final, count = "accepted", json.dumps([label]), "1"
+        elif roll < 0.82:
+            status, count = "rejected", "1"
+        elif roll < 0.95:
+            status = "needs_review"
+        elif roll < 0.98:
+            status = "filtered"
+        else:
+            status = "proposed"
+        if status != "proposed" and (status != "needs_review" or rng.random() < 0.8):
+            ambiguity, scored = f"{rng.random():.6f}", "1"
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 16))) + f" {i}?"
+        confidence = f"{rng.uniform(0.3, 1.0):.3f}"
+        scores = f'{{"margin": {rng.random():.3f}, "entropy": {rng.random():.3f}}}'
+        yield "\t".join((text, "llm", status, f'["{label}"]', confidence, label, scores, ambiguity,
+                         "uncertainty" if status == "needs_review" else "", scored, final, f"{i:064x}", required,
+                         count, str(job_ids[i * len(job_ids) // n])))
+
+
+def build(n: int, annotators: int, password: str) -> dict:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import make_password
+    from django.db import connection, transaction
+
+    from annotation import services
+    from annotation.models import Item, Label, Membership, Role
+    from generation.models import GenerationJob, JobMode, JobStatus
+
+    tag = f"{os.getpid()}-{n}"
+    User = get_user_model()
+    hashed = make_password(password)  # hashed once: every bench user has the same password
+    users = User.objects.bulk_create(
+        User(username=name, password=hashed)
+        for name in [f"scale-lead-{tag}", *(f"scale-ann{k}-{tag}" for k in range(annotators)),
+                     *(f"scale-past{k}-{tag}" for k in range(HISTORIC_REVIEWERS))]
+    )
+    users = list(User.objects.filter(username__in=[u.username for u in users]).order_by("id"))
+    lead, team, past = users[0], users[1:1 + annotators], users[1 + annotators:]
+    project = services.project_create(name=f"Scale bench {n:,}", lead=lead)
+    Membership.objects.bulk_create(Membership(user=u, project=project, role=Role.ANNOTATOR) for u in team + past)
+    Label.objects.bulk_create(Label(project=project, name=name, hotkey=str(k + 1), order=k)
+                              for k, name in enumerate(LABELS))
+
+    jobs = GenerationJob.objects.bulk_create(
+        GenerationJob(project=project, created_by=lead, mode=JobMode.values[0], status=JobStatus.SUCCEEDED,
+                      requested=n // JOBS, produced=n // JOBS) for _ in range(JOBS)
+    )
+    started = time.perf_counter()
+    fields = [f for f in Item._meta.concrete_fields if f.attname != "id"]
+    constant = {f.attname: _copy_text(f.get_default()) for f in fields if f.attname not in VARYING}
+    constant.update(project_id=str(project.pk), created_at="now", updated_at="now")
+    columns = [*VARYING, *constant]
+    tail = "\t" + "\t".join(constant.values()) + "\n"
+    table = connection.ops.quote_name(Item._meta.db_table)
+    with transaction.atomic(), connection.cursor() as cursor:
+        quoted = ", ".join(connection.ops.quote_name(Item._meta.get_field(c).column) for c in columns)
+        with cursor.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
+            buffer = io.StringIO()
+            for k, row in enumerate(item_rows(n, [job.pk for job in jobs])):
+                buffer.write(row + tail)
+                if k % 50_000 == 49_999:
+                    copy.write(buffer.getvalue())
+                    buffer = io.StringIO()
+            copy.write(buffer.getvalue())
+        copy_s = time.perf_counter() - started
+        # One decision per item people decided, by three past reviewers, spread over 30 days (never today, so the
+        # annotators' own "today" counters start at zero).
+        cursor.execute(
+            """
+            INSERT INTO annotation_review (item_id, project_id, user_id, action, before, after, reason, note, is_audit,
+                                           created_at)
+            SELECT id, project_id, (%s::bigint[])[1 + id %% 3],
+                   CASE WHEN status = 'rejected' THEN 'reject' ELSE 'accept' END, '{}'::jsonb,
+                   jsonb_build_object('status', status, 'labels', final_labels, 'version', version),
+                   CASE WHEN status = 'rejected' THEN 'low_quality' ELSE '' END, '', false,
+                   now() - (1 + id %% 30) * interval '1 day'
+            FROM annotation_item WHERE project_id = %s AND status IN ('accepted', 'rejected')
+            """,
+            [[u.pk for u in past], project.pk],
+        )
+        reviews = cursor.rowcount
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM ANALYZE {table}")
+        cursor.execute("VACUUM ANALYZE annotation_review")
+    return {"project": project, "lead": lead, "team": team, "past": past, "users": users, "jobs": jobs, "items": n,
+            "reviews": reviews, "copy_s": round(copy_s, 1), "build_s": round(time.perf_counter() - started, 1)}
+
+
+def cleanup(built: dict) -> None:
+    from django.db import connection
+
+    project = built["project"]
+    with connection.cursor() as cursor:
+        # Reviews are append-only through the ORM; the bench removes its own rows directly.
+        cursor.execute("DELETE FROM annotation_review WHERE project_id = %s", [project.pk])
+        cursor.execute("DELETE FROM annotation_item WHERE project_id = %s", [project.pk])
+    project.delete()
+    for user in built["users"]:
+        user.delete()
+
+
+# --- Serving ---------------------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """gunicorn in a child process with production settings; only ever bound to 127.0.0.1."""
+
+    def __init__(self, *, workers: int, threads: int):
+        self.dir = Path(tempfile.mkdtemp(prefix="scale-bench-"))
+        self.port = free_port()
+        self.log = self.dir / "access.log"
+        self.env = {
+            **os.environ, "DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(60), "ALLOWED_HOSTS": HOST,
+            "SECURE_SSL_REDIRECT": "false", "SYNTHSTUDIO_VAR_DIR": str(self.dir / "var"),
+            "STATIC_ROOT": str(self.dir / "static"), "LOG_LEVEL": "WARNING",
+        }
+        subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=REPO, env=self.env,
+                       check=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "synthstudio.wsgi:application", "--bind", f"{HOST}:{self.port}",
+             "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
+             "--access-logfile", str(self.log), "--access-logformat", "%(m)s %(U)s %(s)s %(M)s",
+             "--log-level", "warning"],
+            cwd=REPO, env=self.env, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("gunicorn exited at start")
+            try:
+                socket.create_connection((HOST, self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("gunicorn did not start listening within 60 s")
+
+    def log_offset(self) -> int:
+        return self.log.stat().st_size if self.log.exists() else 0
+
+    def server_times(self, since: int) -> dict[str, list[float]]:
+        """Worker-side request times (seconds) from the access log, by request kind, after byte offset ``since``."""
+        kinds: dict[str, list[float]] = {}
+        with open(self.log, encoding="utf-8") as f:
+            f.seek(since)
+            for line in f:
+                method, path, status, ms = line.split()
+                kind = ("submit" if "/queue/items/" in path else "next_item" if path.endswith("/queue/") else "other")
+                kinds.setdefault(kind, []).append(int(ms) / 1000)
+        return kinds
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --- A browser session -----------------------------------------------------------------------------------------------
+
+ITEM = re.compile(r'data-item="(\d+)"\s+data-version="(\d+)"')
+CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+MESSAGE = re.compile(r'<p class="message ([a-z ]*)" role="status">([^<]*)</p>')
+DONE = re.compile(r"(Accepted|Saved your edit of|Rejected) item (\d+)\.")
+
+
+class Browser:
+    """One person's tab: a keep-alive connection and a cookie jar (the production cookies are ``Secure``; the bench
+    talks plain HTTP on loopback, so it keeps them itself, as a browser would on an https site)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.origin = f"http://{HOST}:{port}"
+        self.conn = http.client.HTTPConnection(HOST, port, timeout=60)
+        self.cookies: dict[str, str] = {}
+        self.csrf = ""
+
+    def request(self, method: str, path: str, form: dict | list | None = None, headers: dict | None = None):
+        headers = dict(headers or {})
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form, doseq=True)
+            headers.update({"Content-Type": "application/x-www-form-urlencoded", "Origin": self.origin})
+        try:
+            self.conn.request(method, path, body=body, headers=headers)
+            response = self.conn.getresponse()
+        except (http.client.HTTPException, OSError):
+            # The server closed a kept-alive connection; a browser reconnects and sends again.
+            self.conn.close()
+            self.conn.request(method, path, body=body, headers=headers)
+            response = self.conn.getresponse()
+        text = response.read().decode()
+        for name, value in response.getheaders():
+            if name.lower() == "set-cookie":
+                for key, morsel in SimpleCookie(value).items():
+                    if morsel["max-age"] == "0" or "1970" in morsel["expires"]:
+                        self.cookies.pop(key, None)
+                    else:
+                        self.cookies[key] = morsel.value
+        return response.status, response.getheader("Location"), text
+
+    def login(self, username: str, password: str) -> None:
+        status, _, page = self.request("GET", "/accounts/login/")
+        token = CSRF_INPUT.search(page).group(1)
+        status, location, _ = self.request("POST", "/accounts/login/", {
+            "username": username, "password": password, "csrfmiddlewaretoken": token, "next": ""})
+        if status != 302 or "sessionid" not in self.cookies:
+            raise RuntimeError(f"login of {username} failed ({status})")
+
+    def get(self, path: str, *, htmx: bool = False) -> tuple[int, str]:
+        status, _, text = self.request("GET", path, headers={"HX-Request": "true"} if htmx else None)
+        token = CSRF_INPUT.search(text)
+        if token:
+            self.csrf = token.group(1)
+        return status, text
+
+
+# --- The load phase --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Annotator:
+    """What one simulated annotator did, with monotonic timestamps."""
+
+    user_id: int
+    username: str
+    next_item: list[float] = field(default_factory=list)
+    submit: list[float] = field(default_factory=list)
+    # (item id, received at, review sent at): the span in which this annotator surely held the item.
+    held: list[tuple[int, float, float]] = field(default_factory=list)
+    # (item id, action, second opinion?) of each review the app confirmed.
+    confirmed: list[tuple[int, str, bool]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    empty: int = 0
+
+
+def _pick_action(rng: random.Random, shown: list[str]) -> tuple[str, dict]:
+    roll = rng.random()
+    if roll < 0.1:
+        return "reject", {"reason": rng.choice(REJECT_REASONS)}
+    if roll < 0.2:
+        other = [name for name in LABELS if name not in shown]
+        return "edit", {"labels": rng.choice(other)}
+    return "accept", {"labels": shown[0] if shown else LABELS[0]}
+
+
+SHOWN = re.compile(r'name="labels"\s+value="([^"]+)" id="label-\d+" data-hotkey="[^"]*"\s+checked')
+
+
+def _confirmations(annotator: Annotator, html: str, pending: dict) -> None:
+    """Match the page's messages with the review we sent last (``pending``), then forget it."""
+    if not pending:
+        return
+    for tags, text in MESSAGE.findall(html):
+        done = DONE.search(text)
+        if done and int(done.group(2)) == pending["item"]:
+            annotator.confirmed.append((pending["item"], pending["action"], pending["second"]))
+            pending.clear()
+            return
+        if "error" in tags:
+            annotator.refused.append(text)
+            pending.clear()
+            return
+    annotator.errors.append(f"no confirmation for item {pending['item']}")
+    pending.clear()
+
+
+def annotate(*, browser: Browser, annotator: Annotator, project_id: int, flow: str, think: float, deadline: float,
+             budget: "Budget", seed: int) -> None:
+    rng = random.Random(seed)
+    queue = f"/projects/{project_id}/queue/"
+    pending: dict = {}
+    html = ""
+    try:
+        while time.monotonic() < deadline:
+            if not html:
+                t0 = time.monotonic()
+                status, html = browser.get(queue, htmx=True)
+                t1 = time.monotonic()
+                annotator.next_item.append(t1 - t0)
+                if status != 200:
+                    annotator.errors.append(f"queue GET {status}")
+                    return
+            else:
+                t1 = received
+            _confirmations(annotator, html, pending)
+            found = ITEM.search(html)
+            if not found:
+                annotator.empty += 1
+                html = ""
+                time.sleep(0.2)
+                continue
+            if not budget.take():
+                return
+            if think:
+                time.sleep(rng.uniform(0.5, 1.5) * think)
+            item_id, version = int(found.group(1)), found.group(2)
+            second = 'class="badge overlap"' in html
+            shown = SHOWN.findall(html)
+            action, extra = _pick_action(rng, shown)
+            form = {"csrfmiddlewaretoken": browser.csrf, "version": version, "time_spent_ms": "900", "action": action,
+                    **extra}
+            headers = {"HX-Request": "true", "X-CSRFToken": browser.csrf} if flow == "htmx" else {}
+            sent = time.monotonic()
+            annotator.held.append((item_id, t1, sent))
+            status, _, text = browser.request("POST", f"/projects/{project_id}/queue/items/{item_id}/", form, headers)
+            received = time.monotonic()
+            annotator.submit.append(received - sent)
+            pending = {"item": item_id, "action": action, "second": second}
+            expected = 200 if flow == "htmx" else 302
+            if status != expected:
+                annotator.errors.append(f"submit {status}")
+                return
+            html = text if flow == "htmx" else ""
+        if pending and not html:
+            # The last review's message is shown by the next page, as it would be to the person.
+            _, html = browser.get(queue, htmx=True)
+        _confirmations(annotator, html, pending)
+    except Exception as exc:  # a crashed annotator is reported, never silently dropped
+        annotator.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+class Budget:
+    """At most ``n`` submits in all, shared by the annotators."""
+
+    def __init__(self, n: int):
+        self.left = n
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+
+def run_load(*, built: dict, server: Server, password: str, seconds: float, max_submits: int, flow: str,
+             think: float) -> dict:
+    project_id = built["project"].pk
+    people = [Annotator(user_id=u.pk, username=u.username) for u in built["team"]]
+    browsers = []
+    for person in people:
+        browser = Browser(server.port)
+        browser.login(person.username, password)
+        browser.get(f"/projects/{project_id}/queue/")  # the full page, as when the person opens it
+        browsers.append(browser)
+    from django.utils import timezone
+
+    started_at = timezone.now()
+    offset = server.log_offset()
+    load_before = loadavg()
+    budget = Budget(max_submits)
+    t0 = time.monotonic()
+    deadline = t0 + seconds
+    threads = [
+        threading.Thread(target=annotate, kwargs={
+            "browser": b, "annotator": p, "project_id": project_id, "flow": flow, "think": think,
+            "deadline": deadline, "budget": budget, "seed": k})
+        for k, (b, p) in enumerate(zip(browsers, people, strict=True))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 120)
+    elapsed = time.monotonic() - t0
+    load_after = loadavg()
+    server_times = server.server_times(offset)
+    for browser in browsers:
+        browser.conn.close()
+    checks = verify(built=built, people=people, started_at=started_at)
+    confirmed = sum(len(p.confirmed) for p in people)
+    return {
+        "flow": flow, "think_s": think, "annotators": len(people), "seconds": round(elapsed, 1),
+        "submits": sum(len(p.submit) for p in people), "confirmed": confirmed,
+        "refused": sum(len(p.refused) for p in people), "client_errors": [e for p in people for e in p.errors][:10],
+        "throughput_per_s": round(confirmed / elapsed, 1),
+        "next_item_ms": percentiles([x for p in people for x in p.next_item]),
+        "submit_ms": percentiles([x for p in people for x in p.submit]),
+        "server_next_item_ms": percentiles(server_times.get("next_item", [])),
+        "server_submit_ms": percentiles(server_times.get("submit", [])),
+        "per_annotator_confirmed": sorted(len(p.confirmed) for p in people),
+        "loadavg_before": load_before, "loadavg_after": load_after, **checks,
+    }
+
+
+def verify(*, built: dict, people: list[Annotator], started_at) -> dict:
+    """Double claims, over-reviewed items and lost reviews, from the client's records and the database."""
+    from django.db import connection
+
+    from annotation.models import Item, Review, Status
+
+    spans: dict[int, list[tuple[float, float, int]]] = {}
+    for person in people:
+        for item_id, start, end in person.held:
+            spans.setdefault(item_id, []).append((start, end, person.user_id))
+    at_once, to_two = 0, 0
+    for item_spans in spans.values():
+        item_spans.sort()
+        if len({user for _, _, user in item_spans}) > 1:
+            to_two += 1
+        for (s1, e1, u1), (s2, e2, u2) in zip(item_spans, item_spans[1:]):
+            if u1 != u2 and s2 < e1:
+                at_once += 1
+    project = built["project"]
+    decisions = ("accept", "edit", "reject")
+    with connection.cursor() as cursor:
+        # Items with more deciders, or more decisions, than the reviews they need (the bench never undoes).
+        cursor.execute(
+            """
+            SELECT count(*) FILTER (WHERE d.deciders > i.reviews_required),
+                   count(*) FILTER (WHERE d.decisions > i.reviews_required)
+            FROM (SELECT item_id, count(DISTINCT user_id) AS deciders, count(*) AS decisions FROM annotation_review
+                  WHERE project_id = %s AND action IN ('accept', 'edit', 'reject') GROUP BY item_id) d
+            JOIN annotation_item i ON i.id = d.item_id
+            """,
+            [project.pk],
+        )
+        two_deciders, over_reviewed = cursor.fetchone()
+    logged = set(
+        Review.objects.filter(project=project, created_at__gte=started_at, action__in=decisions)
+        .values_list("item_id", "user_id", "action")
+    )
+    expected = {(item_id, p.user_id, action) for p in people for item_id, action, _ in p.confirmed}
+    lost = expected - logged
+    unconfirmed = logged - expected
+    statuses = dict(Item.objects.filter(pk__in={i for i, _, _ in expected}).values_list("pk", "status"))
+    wrong_state = 0
+    for person in people:
+        for item_id, action, second in person.confirmed:
+            if second:
+                ok = statuses.get(item_id) in (Status.ACCEPTED, Status.REJECTED)
+            else:
+                ok = statuses.get(item_id) == (Status.REJECTED if action == "reject" else Status.ACCEPTED)
+            wrong_state += not ok
+    return {"double_claims": at_once, "items_handed_to_two": to_two, "items_with_two_deciders": two_deciders,
+            "over_reviewed_items": over_reviewed, "lost_reviews": len(lost),
+            "reviews_without_confirmation": len(unconfirmed), "wrong_state": wrong_state,
+            "ok": not (at_once or two_deciders or over_reviewed or lost or wrong_state)}
+
+
+# --- The browse phase ------------------------------------------------------------------------------------------------
+
+def run_browse(*, built: dict, server: Server, password: str, requests: int) -> dict:
+    from annotation import dashboard
+    from annotation.models import Item, Status
+
+    project = built["project"]
+    t0 = time.perf_counter()
+    dashboard.dashboard_compute(project_id=project.pk)
+    compute_s = time.perf_counter() - t0
+    items = Item.objects.filter(project=project).order_by("id").values_list("id", flat=True)
+    low, high = items.first(), items.last()
+    # A keyset page 90% of the way down (newest first): as deep as following "older" thousands of times.
+    deep = low + (high - low) // 10
+    waiting = Item.objects.filter(project=project, status=Status.NEEDS_REVIEW).order_by("id")
+    deep_waiting = waiting.values_list("id", flat=True)[max(waiting.count() // 10, 0)]
+    some_item = Item.objects.filter(project=project, status=Status.ACCEPTED).values_list("id", flat=True).first()
+    base = f"/projects/{project.pk}"
+    pages = {
+        "browse_first": f"{base}/items/",
+        "browse_deep": f"{base}/items/?after={deep}",
+        "browse_deep_htmx": f"{base}/items/?after={deep}",
+        "browse_status_first": f"{base}/items/?status=needs_review",
+        "browse_status_deep": f"{base}/items/?status=needs_review&after={deep_waiting}",
+        "item_detail": f"{base}/items/{some_item}/",
+        "dashboard": f"{base}/dashboard/",
+        "project_page": f"{base}/",
+        "home": "/",
+        "export_page": f"{base}/export/",
+        "import_page": f"{base}/import/",
+        "generation_jobs": f"{base}/generation/",
+        "generation_job_oldest": f"{base}/generation/{built['jobs'][0].pk}/",
+        "generation_job_newest": f"{base}/generation/{built['jobs'][-1].pk}/",
+        "labels": f"{base}/labels/",
+        "settings": f"{base}/settings/",
+    }
+    browser = Browser(server.port)
+    browser.login(built["lead"].username, password)
+    load_before = loadavg()
+    timings = {}
+    for name, path in pages.items():
+        htmx = name.endswith("_htmx")
+        status, body = browser.get(path, htmx=htmx)  # warm-up: connection, worker imports, caches
+        assert status == 200, (name, status)
+        if name.startswith("browse"):
+            assert body.count("<tr") > 20, f"{name} shows no items"
+        samples = []
+        for _ in range(requests):
+            t = time.perf_counter()
+            status, _ = browser.get(path, htmx=htmx)
+            samples.append(time.perf_counter() - t)
+            assert status == 200, (name, status)
+        timings[name] = {"median": round(statistics.median(samples) * 1000, 1),
+                         "max": round(max(samples) * 1000, 1)}
+    browser.conn.close()
+    return {"dashboard_compute_s": round(compute_s, 1), "pages_ms": timings, "loadavg_before": load_before,
+            "loadavg_after": loadavg()}
+
+
+# --- Main ------------------------------------------------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", default="1000000", help="project size, or several separated by commas")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of the load phase")
+    parser.add_argument("--max-submits", type=int, default=100_000, help="stop the load phase after this many")
+    parser.add_argument("--annotators", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--flow", default="split",
+                        help="split (claim and save timed apart) or htmx (one request per item), or both: split,htmx")
+    parser.add_argument("--think", default="0",
+                        help="mean seconds an annotator looks at an item before submitting (0: as fast as possible); "
+                             "several separated by commas run one load phase each")
+    parser.add_argument("--mode", choices=["load", "browse", "all"], default="all")
+    parser.add_argument("--requests", type=int, default=10, help="timed requests per page in the browse phase")
+    args = parser.parse_args()
+    setup_django()
+    from django.core.management import call_command
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        sys.exit("bench/load.py needs DATABASE_URL pointing at a PostgreSQL database of its own")
+    call_command("migrate", verbosity=0)
+    password = secrets.token_urlsafe(16)
+    results = []
+    server = Server(workers=args.workers, threads=args.threads)
+    try:
+        for n in [int(x) for x in args.items.split(",")]:
+            print(f"building {n:,} items ...", flush=True)
+            built = build(n, args.annotators, password)
+            result = {"bench": "load", "database": connection.vendor, "items": n, "reviews_before": built["reviews"],
+                      "copy_s": built["copy_s"], "build_s": built["build_s"], "workers": args.workers,
+                      "threads": args.threads, "cpus": os.cpu_count()}
+            try:
+                print(f"built in {built['build_s']} s (COPY {built['copy_s']} s)", flush=True)
+                if args.mode in ("browse", "all"):
+                    result["browse"] = run_browse(built=built, server=server, password=password,
+                                                  requests=args.requests)
+                    print(json.dumps(result["browse"]), flush=True)
+                if args.mode in ("load", "all"):
+                    result["load"] = []
+                    for flow in args.flow.split(","):
+                        for think in [float(x) for x in args.think.split(",")]:
+                            phase = run_load(built=built, server=server, password=password, seconds=args.seconds,
+                                             max_submits=args.max_submits, flow=flow, think=think)
+                            print(json.dumps(phase), flush=True)
+                            result["load"].append(phase)
+            finally:
+                cleanup(built)
+            results.append(result)
+    finally:
+        server.stop()
+    ok = all(phase["ok"] for r in results for phase in r.get("load", []))
+    print(json.dumps({"bench": "load", "ok": ok, "runs": results}))
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
