@@ -32,11 +32,11 @@ from annotation.models import Item, Project, Review
 
 BATCH = 5000
 BASE_COLUMNS = ["id", "text", "labels", "status", "source"]
-PROVENANCE_COLUMNS = ["created_at", "job_id", "conditions", "model", "llm_confidence", "model_label", "ambiguity", "scores",
-                      "reviewer", "review_action", "reviewed_at"]
+PROVENANCE_COLUMNS = ["created_at", "job_id", "conditions", "model", "llm_confidence", "model_label", "ambiguity",
+                      "scores", "reviewer", "review_action", "reviewed_at"]
 _BASE_FIELDS = ["id", "text", "final_labels", "proposed_labels", "status", "source"]
-_PROVENANCE_FIELDS = ["created_at", "generation_job_id", "provenance", "llm_confidence", "model_label", "ambiguity", "model_scores",
-                      "reviewed_at"]
+_PROVENANCE_FIELDS = ["created_at", "generation_job_id", "provenance", "llm_confidence", "model_label", "ambiguity",
+                      "model_scores", "reviewed_at"]
 _FORMULA = re.compile(r"'*[=+\-@\t\r]")
 _FORMULA_FIRST = frozenset("'=+-@\t\r")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl; charset=utf-8"}
@@ -118,7 +118,8 @@ def _provenance(r: tuple, reviews: dict, iso) -> tuple:
 
 
 class _LabelCells:
-    """The item's labels (final if any, else proposed) in every form an export needs, cached by the raw column values."""
+    """An item's labels (final if any, else proposed) in each form an export writes, cached by the raw column values
+    (JSON text on every backend Django supports, so hashable)."""
 
     @dataclass(frozen=True)
     class Cell:

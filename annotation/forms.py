@@ -40,7 +40,8 @@ class ProjectSettingsForm(forms.Form):
     review_threshold = forms.FloatField(min_value=0, max_value=1, label="Review threshold",
                                         help_text="Ambiguity above which an item is reviewed (0-1), in threshold mode.")
     audit_rate = forms.FloatField(min_value=0, max_value=1, label="Audit rate",
-                                  help_text="Share of would-be auto-accepted items reviewed anyway, to measure accuracy.")
+                                  help_text="Share of would-be auto-accepted items reviewed anyway, to measure "
+                                            "accuracy.")
     target_accuracy = forms.FloatField(min_value=0.5, max_value=1, label="Target accuracy")
     retrain_every = forms.IntegerField(min_value=1, max_value=100000, label="Retrain after this many reviews")
     overlap_rate = forms.FloatField(min_value=0, max_value=1, label="Overlap rate",
@@ -118,7 +119,8 @@ class ExportForm(forms.Form):
     created_to = forms.DateField(required=False, label="Created on or before",
                                  widget=forms.DateInput(attrs={"type": "date"}))
     provenance = forms.BooleanField(required=False, label="Add provenance columns",
-                                    help_text="Creation time, job, prompt conditions, model, scores, last reviewer and action.")
+                                    help_text="Creation time, job, prompt conditions, model, scores, last reviewer "
+                                              "and action.")
 
     def __init__(self, *args, project, **kwargs):
         super().__init__(*args, **kwargs)

@@ -361,9 +361,10 @@ def import_validate(
     """Check every row and find duplicate texts; nothing is written. Raises ImportFailed for file-level problems."""
     report = ValidationReport()
     parser = RowParser(project=project, options=options)
-    keys, row_numbers = array("Q"), array("Q")
+    # Per data row: an 8-byte key of the text's hash, its row number, whether the project holds the text already.
+    keys, row_numbers, in_project = array("Q"), array("L"), bytearray()
+    project_examples: dict[int, int] = {}  # row index -> id of the project item it repeats, for the first few only
     pending: list[tuple[int, str]] = []  # (row index, hex hash) waiting for the batched lookup in the project
-    in_project: dict[int, int] = {}  # row index -> id of the project item it repeats
     for row, record in iter_records(path, options):
         if isinstance(record, RowProblem):
             report.add_error(record)
@@ -377,54 +378,65 @@ def import_validate(
         digest = _hash(parsed.text) if parsed else bytes(8)
         keys.append(int.from_bytes(digest[:8], "little"))
         row_numbers.append(row)
+        in_project.append(0)
         if parsed:
             pending.append((len(keys) - 1, digest.hex()))
         if len(pending) >= BATCH:
-            in_project.update(_existing(project, pending))
+            _mark_existing(project, pending, in_project, project_examples)
             pending = []
         report.rows = len(keys)
         if on_progress and report.rows % PROGRESS_EVERY == 0:
             on_progress(report.rows)
-    in_project.update(_existing(project, pending))
+    _mark_existing(project, pending, in_project, project_examples)
     if report.rows == 0:
         raise ImportFailed("The file has no rows to import.")
     if not report.n_errors:
-        _find_duplicates(report, keys, row_numbers, in_project, skip=options.duplicates == "skip")
+        _find_duplicates(report, keys, row_numbers, in_project, project_examples,
+                         skip=options.duplicates == "skip")
     return report
 
 
-def _existing(project: Project, pending: list[tuple[int, str]]) -> dict[int, int]:
+def _mark_existing(project: Project, pending: list[tuple[int, str]], in_project: bytearray,
+                   examples: dict[int, int]) -> None:
     if not pending:
-        return {}
+        return
     # Served by the index item_project_hash (project_id, content_hash).
     found = dict(Item.objects.filter(project=project, content_hash__in={h for _, h in pending})
                  .values_list("content_hash", "id"))
-    return {index: found[h] for index, h in pending if h in found}
+    for index, h in pending:
+        if h in found:
+            in_project[index] = 1
+            if len(examples) < MAX_DUPLICATE_EXAMPLES:
+                examples[index] = found[h]
 
 
-def _find_duplicates(report, keys: array, row_numbers: array, in_project: dict[int, int], *, skip: bool) -> None:
-    """Mark later repeats of a text within the file, and texts already in the project (64-bit keys; sorting finds
-    repeats without a set of a million strings)."""
-    n = len(keys)
+def _find_duplicates(report, keys: array, row_numbers: array, in_project: bytearray, project_examples: dict,
+                     *, skip: bool) -> None:
+    """Mark later repeats of a text within the file and texts already in the project.
+
+    Sorting the 8-byte keys finds repeats without a set of a million strings; memory stays a few bytes per row even
+    when every row is a duplicate (the same file uploaded twice).
+    """
     k = np.frombuffer(keys, dtype=np.uint64)
     order = np.argsort(k, kind="stable")
     sorted_keys = k[order]
-    repeat = np.zeros(n, dtype=bool)
-    repeat[1:] = sorted_keys[1:] == sorted_keys[:-1]
-    group_start = np.maximum.accumulate(np.where(repeat, 0, np.arange(n)))
-    first_of = order[group_start]  # for each sorted position: the row index of the first occurrence
-    duplicate_of: dict[int, str] = {}
-    for pos in np.flatnonzero(repeat):
-        duplicate_of[int(order[pos])] = f"row {row_numbers[int(first_of[pos])]}"
-    for index, item_id in in_project.items():
-        duplicate_of.setdefault(index, f"item #{item_id}")
-    report.duplicates = len(duplicate_of)
-    report.skip = bytearray(n)
-    for index in sorted(duplicate_of):
-        if skip:
-            report.skip[index] = 1
-        if len(report.duplicate_rows) < MAX_DUPLICATE_EXAMPLES:
-            report.duplicate_rows.append({"row": row_numbers[index], "duplicate_of": duplicate_of[index]})
+    repeat = np.zeros(len(k), dtype=bool)
+    np.equal(sorted_keys[1:], sorted_keys[:-1], out=repeat[1:])
+    del sorted_keys
+    group_starts = np.flatnonzero(~repeat)  # sorted positions where a run of equal keys begins
+    repeat_positions = np.flatnonzero(repeat)
+    duplicate = np.frombuffer(in_project, dtype=np.uint8).astype(bool)
+    duplicate[order[repeat_positions]] = True
+    report.duplicates = int(duplicate.sum())
+    report.skip = bytearray(duplicate.astype(np.uint8).tobytes()) if skip else bytearray()
+    examples = np.flatnonzero(duplicate)[:MAX_DUPLICATE_EXAMPLES]
+    first_of = {}  # example row index -> row index of the first occurrence of its text in the file
+    for pos in repeat_positions[np.isin(order[repeat_positions], examples)]:
+        start = group_starts[np.searchsorted(group_starts, pos, side="right") - 1]
+        first_of[int(order[pos])] = int(order[start])
+    for index in examples.tolist():
+        repeats = f"row {row_numbers[first_of[index]]}" if index in first_of else f"item #{project_examples[index]}"
+        report.duplicate_rows.append({"row": row_numbers[index], "duplicate_of": repeats})
 
 
 # --- Pass 2: write ---------------------------------------------------------------------------------------------------
@@ -610,9 +622,9 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
         jobs.update(state=ImportJob.State.FAILED, finished_at=timezone.now(),
                     errors=[{"row": exc.row, "field": exc.field, "message": str(exc)}])
     except Exception:
+        message = "The import stopped on an internal error; nothing was stored. The error is in the worker log."
         jobs.update(state=ImportJob.State.FAILED, finished_at=timezone.now(),
-                    errors=[{"row": None, "field": "", "message": "The import stopped on an internal error; "
-                                                                  "nothing was stored. The error is in the worker log."}])
+                    errors=[{"row": None, "field": "", "message": message}])
         raise
     finally:
         _remove_upload(path)

@@ -144,6 +144,18 @@ def test_duplicate_texts_are_reported_and_skipped_or_kept(tmp_path, project, lea
     assert Item.objects.filter(project=project).count() == 1 + imported
 
 
+def test_importing_the_same_file_twice_skips_every_row_and_caps_the_examples(tmp_path, project, lead, monkeypatch):
+    monkeypatch.setattr(importing, "MAX_DUPLICATE_EXAMPLES", 2)
+    path = write(tmp_path, "in.csv", "text\n" + "".join(f"text {i}\n" for i in range(5)) + "text 0\n")
+    first = run_import(project, lead, path)
+    assert (first.rows_imported, first.duplicates, first.duplicate_rows) == (5, 1, [
+        {"row": 7, "duplicate_of": "row 2"}])
+    again = run_import(project, lead, path)
+    assert (again.state, again.rows_imported, again.duplicates) == ("done", 0, 6)
+    assert [d["row"] for d in again.duplicate_rows] == [2, 3]
+    assert Item.objects.filter(project=project).count() == 5
+
+
 def test_a_job_runs_once(tmp_path, project, lead):
     path = write(tmp_path, "in.csv", "text\none\n")
     job = import_job_create(project=project, user=lead, file_name="in.csv", options=ImportOptions(format="csv"),

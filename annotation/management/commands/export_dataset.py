@@ -14,12 +14,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--project", type=int, required=True, help="project id")
         parser.add_argument("--output", "-o", default="-", help="file path, or - for standard output")
-        parser.add_argument("--format", choices=sorted(exporting.CONTENT_TYPES), help="default: from --output, else csv")
+        parser.add_argument("--format", choices=sorted(exporting.CONTENT_TYPES),
+                            help="default: from --output, else csv")
         parser.add_argument("--status", action="append", choices=Status.values, default=[], help="repeatable")
         parser.add_argument("--source", choices=Source.values, default="")
         parser.add_argument("--label", default="", help="only items that carry this label")
-        parser.add_argument("--from", dest="created_from", type=date.fromisoformat, help="created on or after (YYYY-MM-DD)")
-        parser.add_argument("--to", dest="created_to", type=date.fromisoformat, help="created on or before (YYYY-MM-DD)")
+        parser.add_argument("--from", dest="created_from", type=date.fromisoformat,
+                            help="created on or after (YYYY-MM-DD)")
+        parser.add_argument("--to", dest="created_to", type=date.fromisoformat,
+                            help="created on or before (YYYY-MM-DD)")
         parser.add_argument("--provenance", action="store_true", help="add the provenance columns")
 
     def handle(self, *args, project: int, output: str, **o):
