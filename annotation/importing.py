@@ -68,9 +68,14 @@ class ImportFailed(Exception):
     """The file as a whole cannot be imported (wrong encoding, missing column, ...); the message says why."""
 
     def __init__(self, message: str, *, row: int | None = None, field: str = ""):
-        super().__init__(message)
+        super().__init__(_storable(message))
         self.row = row
-        self.field = field
+        self.field = _storable(field)
+
+
+def _storable(text: str) -> str:
+    """Messages quote the file (column names, cells); PostgreSQL cannot store a NUL character in a JSON string."""
+    return text.replace("\x00", "\\x00")
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,7 @@ class RowProblem:
     message: str
 
     def as_dict(self) -> dict:
-        return {"row": self.row, "field": self.field, "message": self.message}
+        return {"row": self.row, "field": _storable(self.field), "message": _storable(self.message)}
 
 
 @dataclass
@@ -250,6 +255,9 @@ def _jsonl_records(f, options: ImportOptions):
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
                 yield row, RowProblem(row, "", f"bad JSON: {exc.msg} (column {exc.colno})")
+                continue
+            except RecursionError:
+                yield row, RowProblem(row, "", "the JSON is nested too deeply to read")
                 continue
             if "\\u0000" in line and _has_nul(value):
                 yield row, RowProblem(row, "", "contains a NUL character (\\u0000), which the database cannot store")
