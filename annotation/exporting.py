@@ -238,3 +238,46 @@ def _json_cell(value) -> str:
 
 def _json_text(value) -> str | None:
     return None if value in (None, {}, []) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+# --- The audit log ---------------------------------------------------------------------------------------------------
+
+AUDIT_COLUMNS = ["id", "created_at", "item_id", "user", "action", "reason", "note", "time_spent_ms", "is_audit",
+                 "before", "after"]
+
+
+def audit_log_records(*, project: Project) -> Iterator[list[dict]]:
+    """Batches of every Review row of the project, oldest first, read by id ranges (keyset pagination)."""
+    # Served by the primary key: WHERE project_id = ? AND id > ? ORDER BY id LIMIT ?.
+    qs = (Review.objects.filter(project=project).order_by("id")
+          .values("id", "created_at", "item_id", "user__username", "action", "reason", "note", "time_spent_ms",
+                  "is_audit", "before", "after"))
+    last = 0
+    while batch := list(qs.filter(id__gt=last)[:BATCH]):
+        last = batch[-1]["id"]
+        yield [{**r, "user": r.pop("user__username") or "", "created_at": r["created_at"].isoformat()} for r in batch]
+
+
+def audit_log_stream(*, project: Project, fmt: str) -> Iterator[str]:
+    """The full, append-only review log as CSV (formulas neutralised, before/after as JSON text) or JSONL."""
+    if fmt not in CONTENT_TYPES:
+        raise ValueError(f"unknown export format {fmt!r}")
+    if fmt == "jsonl":
+        for batch in audit_log_records(project=project):
+            yield "".join(json.dumps({c: r[c] for c in AUDIT_COLUMNS}, ensure_ascii=False) + "\n" for r in batch)
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(AUDIT_COLUMNS)
+    for batch in audit_log_records(project=project):
+        writer.writerows([
+            (r["id"], r["created_at"], r["item_id"], neutralise(r["user"]), r["action"], neutralise(r["reason"]),
+             neutralise(r["note"]), _blank(r["time_spent_ms"]), r["is_audit"],
+             neutralise(json.dumps(r["before"], ensure_ascii=False, sort_keys=True)),
+             neutralise(json.dumps(r["after"], ensure_ascii=False, sort_keys=True)))
+            for r in batch
+        ])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()

@@ -22,6 +22,7 @@ urlpatterns = [
     path("projects/<int:project_id>/import/<int:job_id>/", io.import_detail, name="import_detail"),
     path("projects/<int:project_id>/export/", io.export_page, name="export"),
     path("projects/<int:project_id>/export/download/", io.export_download, name="export_download"),
+    path("projects/<int:project_id>/export/reviews/", io.audit_log_download, name="audit_log_download"),
     path("projects/<int:project_id>/queue/", queue.queue_page, name="queue"),
     path("projects/<int:project_id>/queue/items/<int:item_id>/", queue.queue_review, name="queue_review"),
     path("projects/<int:project_id>/queue/undo/", queue.queue_undo, name="queue_undo"),

@@ -3,7 +3,7 @@
 An upload is saved and handed to a Celery task (``annotation.io_tasks.import_items``) whatever its size, so there is one
 code path; the job page polls its status with HTMX until the job ends. Exports stream straight from the database.
 """
-from django.http import StreamingHttpResponse
+from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -69,6 +69,19 @@ def export_download(request, access):
                                      provenance=form.cleaned_data["provenance"])
     response = StreamingHttpResponse(stream, content_type=exporting.CONTENT_TYPES[fmt])
     name = f"{slugify(access.project.name) or 'project'}-{timezone.now():%Y%m%d-%H%M}.{fmt}"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+@project_view(LEAD)
+def audit_log_download(request, access):
+    """Every Review row of the project (the audit log), streamed as CSV or JSONL."""
+    fmt = request.GET.get("format", "csv")
+    if fmt not in exporting.CONTENT_TYPES:
+        return HttpResponseBadRequest("format must be csv or jsonl")
+    response = StreamingHttpResponse(exporting.audit_log_stream(project=access.project, fmt=fmt),
+                                     content_type=exporting.CONTENT_TYPES[fmt])
+    name = f"{slugify(access.project.name) or 'project'}-reviews-{timezone.now():%Y%m%d-%H%M}.{fmt}"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 
