@@ -6,8 +6,9 @@
 For each size in ``--items`` (a comma-separated list, e.g. ``10000,100000,1000000``) the bench:
 
 1. **builds** a project with COPY (PostgreSQL only): six labels, 70% auto-accepted, 10% accepted and 2% rejected by
-   people (one Review each), 13% waiting for review (four in five scored with an ambiguity), 3% filtered, 2% proposed,
-   and 0.02% overlap items owed a second opinion; then ``VACUUM ANALYZE``, as autovacuum would have done;
+   people (one Review each), 13% waiting for review (four in five scored with an ambiguity; at least 6,000 items, so
+   that small projects do not run dry during the load phases), 3% filtered, 2% proposed, and 0.02% overlap items
+   owed a second opinion, from 20 generation jobs; then ``VACUUM ANALYZE``, as autovacuum would have done;
 2. **serves** the app with gunicorn (``--workers`` gthread workers of ``--threads`` threads) in a child process with
    production settings (``DEBUG=false``, whitenoise static files from a fresh ``collectstatic``), on 127.0.0.1 only;
 3. **browse** (``--mode browse`` or ``all``): a lead, logged in through the login form, times the item browser's first
@@ -103,27 +104,30 @@ VARYING = ("text", "source", "status", "proposed_labels", "llm_confidence", "mod
            "route_reason", "scored_round", "final_labels", "content_hash", "reviews_required", "review_count",
            "generation_job_id")
 JOBS = 20
+MIN_WAITING = 6000
 
 
 def item_rows(n: int, job_ids: list[int], seed: int = 8):
     """Values of ``VARYING`` for n items, as COPY text fields; the items come from the jobs in turn, oldest first."""
     rng = random.Random(seed)
     overlap_every = 5000  # 0.02% of items are overlap items owed a second opinion
+    # 13% wait for review, but never fewer than MIN_WAITING: the queue must not run dry during the load phases.
+    waiting = max(0.13, min(0.9, MIN_WAITING / n))
     for i in range(n):
         label = LABELS[i % len(LABELS)]
-        roll = rng.random()
+        roll = rng.random() * 0.87  # the mix of the items that do not wait
         ambiguity, scored, final, required, count = "\\N", "\\N", "[]", "1", "0"
         if i % overlap_every == overlap_every - 1:
             status, final, required, count = "accepted", json.dumps([label]), "2", "1"
+        elif rng.random() < waiting:
+            status = "needs_review"
         elif roll < 0.70:
             status = "auto_accepted"
         elif roll < 0.80:
             status, final, count = "accepted", json.dumps([label]), "1"
         elif roll < 0.82:
             status, count = "rejected", "1"
-        elif roll < 0.95:
-            status = "needs_review"
-        elif roll < 0.98:
+        elif roll < 0.85:
             status = "filtered"
         else:
             status = "proposed"
@@ -505,6 +509,7 @@ def run_load(*, built: dict, server: Server, password: str, seconds: float, max_
         "flow": flow, "think_s": think, "annotators": len(people), "seconds": round(elapsed, 1),
         "submits": sum(len(p.submit) for p in people), "confirmed": confirmed,
         "refused": sum(len(p.refused) for p in people), "client_errors": [e for p in people for e in p.errors][:10],
+        "queue_empty_polls": sum(p.empty for p in people),
         "throughput_per_s": round(confirmed / elapsed, 1),
         "next_item_ms": percentiles([x for p in people for x in p.next_item]),
         "submit_ms": percentiles([x for p in people for x in p.submit]),
@@ -613,15 +618,14 @@ def run_browse(*, built: dict, server: Server, password: str, requests: int) -> 
     for name, path in pages.items():
         htmx = name.endswith("_htmx")
         status, body = browser.get(path, htmx=htmx)  # warm-up: connection, worker imports, caches
-        assert status == 200, (name, status)
-        if name.startswith("browse"):
-            assert body.count("<tr") > 20, f"{name} shows no items"
+        if status != 200 or (name.startswith("browse") and body.count("<tr") < 20):
+            timings[name] = {"error": f"status {status}" if status != 200 else "no items shown"}
+            continue
         samples = []
         for _ in range(requests):
             t = time.perf_counter()
             status, _ = browser.get(path, htmx=htmx)
             samples.append(time.perf_counter() - t)
-            assert status == 200, (name, status)
         timings[name] = {"median": round(statistics.median(samples) * 1000, 1),
                          "max": round(max(samples) * 1000, 1)}
     browser.conn.close()
@@ -683,7 +687,8 @@ def main() -> None:
             results.append(result)
     finally:
         server.stop()
-    ok = all(phase["ok"] for r in results for phase in r.get("load", []))
+    ok = all(phase["ok"] for r in results for phase in r.get("load", [])) and not any(
+        "error" in page for r in results for page in r.get("browse", {}).get("pages_ms", {}).values())
     print(json.dumps({"bench": "load", "ok": ok, "runs": results}))
     sys.exit(0 if ok else 1)
 
