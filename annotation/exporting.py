@@ -312,7 +312,7 @@ def audit_log_stream(*, project: Project, fmt: str) -> Iterator[str]:
             yield "".join(json.dumps({c: r[c] for c in AUDIT_COLUMNS}, ensure_ascii=False) + "\n" for r in batch)
         return
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, lineterminator="\n")  # as the item export
     writer.writerow(AUDIT_COLUMNS)
     for batch in audit_log_records(project=project):
         writer.writerows([
