@@ -28,7 +28,7 @@ from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -369,10 +369,39 @@ def _write(*, project: Project, updates: list, counts: RoutingCounts) -> None:
                 logs.append(_log(project, item, row, before, action, fields["route_reason"]))
                 _count(counts, row, target, fields["is_audit"])
             if scored:
-                Item.objects.bulk_update(scored, SCORE_FIELDS)
+                _update_from_values(scored, SCORE_FIELDS)
             if moved:
-                Item.objects.bulk_update(moved, MOVE_FIELDS)
+                _update_from_values(moved, MOVE_FIELDS)
                 Review.objects.bulk_create(logs)
+
+
+# Casts so that PostgreSQL types the VALUES columns (NULLs and JSON text would otherwise be "unknown" / text).
+_PG_CASTS = {"model_scores": "jsonb", "ambiguity": "double precision", "is_audit": "boolean", "scored_round": "integer",
+             "version": "integer", "updated_at": "timestamptz", "model_label": "text", "route_reason": "text",
+             "status": "text"}
+
+
+def _update_from_values(items: list[Item], fields: list[str]) -> None:
+    """One ``UPDATE ... FROM (VALUES ...)`` per batch: Django's bulk_update builds a CASE per field and row, which takes
+    minutes at 100k rows. Both PostgreSQL and SQLite (>= 3.33) accept this form."""
+    table = Item._meta.db_table
+    vendor = connection.vendor
+    model_fields = [Item._meta.get_field(name) for name in fields]
+    columns = ", ".join(["id"] + [f.column for f in model_fields])
+    row_sql = "(" + ", ".join(["%s"] * (len(fields) + 1)) + ")"
+    params = []
+    for item in items:
+        params.append(item.pk)
+        for f in model_fields:
+            params.append(f.get_db_prep_save(getattr(item, f.attname), connection))
+    if vendor == "postgresql":
+        sets = ", ".join(f"{f.column} = v.{f.column}::{_PG_CASTS[f.name]}" for f in model_fields)
+    else:
+        sets = ", ".join(f"{f.column} = v.{f.column}" for f in model_fields)
+    sql = (f"WITH v({columns}) AS (VALUES {', '.join([row_sql] * len(items))}) "
+           f"UPDATE {table} SET {sets} FROM v WHERE {table}.id = v.id")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _log(project: Project, item: Item, row: _Row, before: dict, action: str, reason: str) -> Review:

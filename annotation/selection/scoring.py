@@ -25,7 +25,7 @@ How the signals combine
 Multi-label projects use the label set as one class (label powerset): the LLM is "right" only if it proposed exactly
 the final set.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from modAL.disagreement import KL_max_disagreement, vote_entropy
@@ -38,6 +38,9 @@ from sklearn.naive_bayes import ComplementNB
 HUMAN_WEIGHT = 3.0
 MIN_ERROR_EXAMPLES = 5
 MAX_FOLDS = 5
+# Large projects use fewer folds: each fold trains on most of the data anyway, and fits dominate a round's time.
+LARGE_PROJECT = 30_000
+LARGE_PROJECT_FOLDS = 3
 PROBA_FLOOR = 1e-4
 
 
@@ -59,9 +62,10 @@ class Scores:
     cv_human_agreement: float | None  # out-of-fold agreement of the model with people's labels
     folds: int
 
-    @property
-    def model_labels(self) -> list[str]:
-        return [self.labels[i] for i in self.proba.argmax(axis=1)]
+    model_labels: list[str] = field(init=False)
+
+    def __post_init__(self):
+        self.model_labels = [self.labels[i] for i in self.proba.argmax(axis=1)]
 
 
 def committee_members(seed: int) -> list:
@@ -117,7 +121,8 @@ def score(
     present = counts[counts > 0]
     if len(present) < 2 or len(train) < 10:
         return None
-    folds = int(min(MAX_FOLDS, max(2, present.min())))
+    max_folds = LARGE_PROJECT_FOLDS if n > LARGE_PROJECT else MAX_FOLDS
+    folds = int(min(max_folds, max(2, present.min())))
     w = np.where(np.array([h is not None for h in human]), HUMAN_WEIGHT, 1.0)
     k = len(names)
 
