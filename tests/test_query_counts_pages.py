@@ -9,7 +9,16 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from annotation import selectors
-from annotation.models import AttributeDimension, ImportJob, Item, Label, Review, ReviewAction, Status
+from annotation.models import (
+    AttributeDimension,
+    ImportJob,
+    Item,
+    Label,
+    Review,
+    ReviewAction,
+    ScoringRound,
+    Status,
+)
 from generation.models import GenerationJob, JobEvent, JobMode
 from tests.factories import add_member, make_item, make_user
 
@@ -154,3 +163,17 @@ def test_home_counts_leave_out_archived_items(as_lead, project):
     make_item(project, archived_at="2020-01-01T00:00:00Z")
     body = as_lead.get(reverse("home")).content.decode()
     assert body.count('<td class="num">1</td>') == 2
+
+
+def test_routing_page(as_lead, project):
+    url = reverse("routing", args=[project.id])
+
+    def grow():
+        for version in range(1, 8):
+            ScoringRound.objects.create(project=project, model_version=version, state=ScoringRound.State.DONE,
+                                        metrics={"last_review_id": 0})
+        for _ in range(5):
+            make_item(project, status=Status.ACCEPTED, is_audit=True, final_labels=["positive"])
+            make_item(project, status=Status.AUTO_ACCEPTED)
+
+    same_count_after_growing(as_lead, url, grow)
