@@ -16,6 +16,12 @@ from tests.factories import make_item
 VISITORS = ["lead", "annotator", "outsider", "anonymous"]
 
 
+@pytest.fixture(autouse=True)
+def uploads_in_tmp(settings, tmp_path):
+    """Uploads that no task consumes here must not pile up in the developer's MEDIA_ROOT."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
 def run_import(project, lead, path, **options):
     options.setdefault("format", importing.format_for(path.name))
     job = import_job_create(project=project, user=lead, file_name=path.name, options=ImportOptions(**options),
@@ -245,16 +251,16 @@ def test_import_detail_permissions(request, client, project, lead, who):
     assert response.status_code == {"lead": 200, "annotator": 403, "outsider": 404, "anonymous": 302}[who]
 
 
-def test_upload_queues_the_task_and_the_job_page_polls_until_done(client, lead, project, settings, tmp_path,
+def test_upload_queues_the_task_and_the_job_page_polls_until_done(client, lead, project, tmp_path,
                                                                    django_capture_on_commit_callbacks):
-    settings.MEDIA_ROOT = tmp_path
     client.force_login(lead)
     with django_capture_on_commit_callbacks() as callbacks:
         response = client.post(reverse("import", args=[project.id]), {
             "file": upload(), "text_column": "text", "label_column": "label", "duplicates": "skip"})
     job = ImportJob.objects.get(project=project)
     assert response["Location"] == reverse("import_detail", args=[project.id, job.id])
-    assert len(callbacks) == 1 and (tmp_path / "imports" / f"{job.pk}-in.csv").exists()
+    upload_file = tmp_path / "media" / "imports" / f"{job.pk}-in.csv"
+    assert len(callbacks) == 1 and upload_file.exists()
     status_url = reverse("import_detail", args=[project.id, job.id])
     polling = client.get(status_url, headers={"HX-Request": "true"}).content.decode()
     assert polling.startswith('<section id="import-status"') and 'hx-trigger="every 1s"' in polling
@@ -262,13 +268,11 @@ def test_upload_queues_the_task_and_the_job_page_polls_until_done(client, lead, 
     done = client.get(status_url, headers={"HX-Request": "true"}).content.decode()
     assert "hx-trigger" not in done and "1 of 1 rows imported" in done
     assert "<html" in client.get(status_url).content.decode()
-    assert not (tmp_path / "imports" / f"{job.pk}-in.csv").exists()
+    assert not upload_file.exists()
     assert Item.objects.get(project=project).final_labels == ["positive"]
 
 
-def test_upload_with_htmx_redirects_the_client(client, lead, project, settings, tmp_path,
-                                               django_capture_on_commit_callbacks):
-    settings.MEDIA_ROOT = tmp_path
+def test_upload_with_htmx_redirects_the_client(client, lead, project, django_capture_on_commit_callbacks):
     client.force_login(lead)
     with django_capture_on_commit_callbacks():
         response = client.post(reverse("import", args=[project.id]), {"file": upload(), "text_column": "text",
