@@ -48,6 +48,7 @@ from annotation.models import (
     ReviewAction,
     Status,
 )
+from annotation.selection import selection_maybe_schedule
 from annotation.services import ServiceError, StaleItem, item_snapshot, item_transition
 
 DECISIONS = (ReviewAction.ACCEPT, ReviewAction.EDIT, ReviewAction.REJECT)
@@ -202,9 +203,14 @@ def item_review(
     common = {"user": user, "reason": reason if logged == ReviewAction.REJECT else "", "note": note,
               "time_spent_ms": time_spent_ms}
     if item.status == Status.NEEDS_REVIEW:
-        return item_transition(item=item, to=verdict, action=logged, final_labels=final_labels, text=new_text,
-                               **common)
-    return _second_opinion(item=item, verdict=verdict, action=logged, labels=final_labels, text=new_text, **common)
+        review = item_transition(item=item, to=verdict, action=logged, final_labels=final_labels, text=new_text,
+                                 **common)
+    else:
+        review = _second_opinion(item=item, verdict=verdict, action=logged, labels=final_labels, text=new_text,
+                                 **common)
+    # Every ``retrain_every`` human decisions the model retrains and re-routes (queued once this transaction commits).
+    selection_maybe_schedule(project.pk)
+    return review
 
 
 def _edited_text(item: Item, text: str | None) -> str | None:

@@ -34,6 +34,7 @@ from annotation.models import (
     Status,
 )
 from annotation.services import ServiceError, item_snapshot
+from annotation.tasks import selection_round
 from generation import engine, filters, prompts
 from generation.models import GenerationBatch, GenerationJob, JobEvent, JobMode, JobStatus, NearDuplicateKey
 from generation.providers import OFFLINE, Provider, ProviderConfigError, provider_for
@@ -290,11 +291,16 @@ def _run_generation_batches(*, job: GenerationJob, provider: Provider,
 
 
 def _finish(job: GenerationJob, status: str, message: str) -> GenerationJob:
-    GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(status=status,
-                                                                            finished_at=timezone.now())
+    finished = GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+        status=status, finished_at=timezone.now()
+    )
     job.refresh_from_db()
     _event(job, status, message, {"produced": job.produced, "filtered": job.filtered, "failed": job.failed,
                                   "requested": job.requested})
+    if finished and job.produced:
+        # New items wait as ``proposed`` (labelled pool items keep their status but have new LLM labels): a scoring
+        # round routes them to review or auto-accept. Queued after commit; the round's lock makes repeats harmless.
+        selection_round.delay_on_commit(job.project_id, force=True)
     return job
 
 

@@ -335,5 +335,10 @@ def test_the_demo_labels_its_pool_offline(db):
     job = GenerationJob.objects.get()
     assert job.provider == "offline" and job.status == JobStatus.SUCCEEDED
     assert job.produced + job.failed == job.requested == 314
-    labelled = Item.objects.filter(status=Status.NEEDS_REVIEW).exclude(llm_confidence=None)
+    labelled = Item.objects.exclude(llm_confidence=None)
     assert labelled.count() == job.produced >= 50  # label words match about a quarter of the TREC questions
+    # The demo's scoring round then routed every pool item; those without a label always go to people.
+    assert not Item.objects.filter(status=Status.PROPOSED).exists()
+    unlabelled = Item.objects.filter(proposed_labels=[], final_labels=[])
+    assert unlabelled.count() == 314 - job.produced
+    assert set(unlabelled.values_list("status", flat=True)) == {Status.NEEDS_REVIEW}

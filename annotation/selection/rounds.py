@@ -338,6 +338,9 @@ def _reason(scores, i: int, row: _Row, *, audit: bool, to_review: bool) -> str:
 
 
 def _write(*, project: Project, updates: list, counts: RoutingCounts) -> None:
+    # Imported here: the queue calls selection_maybe_schedule after each review, so importing it at the top is circular.
+    from annotation.queue import items_apply_overlap
+
     now = timezone.now()
     for start in range(0, len(updates), WRITE_BATCH):
         batch = updates[start:start + WRITE_BATCH]
@@ -373,6 +376,8 @@ def _write(*, project: Project, updates: list, counts: RoutingCounts) -> None:
             if moved:
                 _update_from_values(moved, MOVE_FIELDS)
                 Review.objects.bulk_create(logs)
+                items_apply_overlap(project=project,
+                                    item_ids=[item.pk for item in moved if item.status == Status.NEEDS_REVIEW])
 
 
 # Casts so that PostgreSQL types the VALUES columns (NULLs and JSON text would otherwise be "unknown" / text).

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from annotation import services
 from annotation.importing import ImportRow, items_import
-from annotation.models import Item, Label, Membership, Project, ReviewAction, Role, Status
+from annotation.models import Label, Membership, Project, Role
 from annotation.selection import selection_run_round
 from generation.services import job_create
 
@@ -78,9 +78,6 @@ class Command(BaseCommand):
             project=project,
             rows=[ImportRow(row=i, text=r["text"], extra={"gold": r["label"]}) for i, r in enumerate(pool, 2 + SEEDS)],
         )
-        for item in Item.objects.filter(project=project, status=Status.PROPOSED):
-            services.item_transition(item=item, to=Status.NEEDS_REVIEW, action=ReviewAction.ROUTE,
-                                     note="demo: unlabelled pool item")
         # Pool items get proposed labels from offline label-word matching: deterministic, fast, and honestly not an LLM.
         job_create(project=project, user=users["lead"], mode="label_pool", provider="offline",
                    options={"count": len(pool), "requests_per_batch": 64}, run_now=True)
