@@ -46,7 +46,7 @@ PROBA_FLOOR = 1e-4
 
 @dataclass
 class Scores:
-    """Per-item outputs, aligned with the input order; ``labels`` are the class names behind the columns of ``proba``."""
+    """Per-item outputs in input order; ``labels`` are the class names behind the columns of ``proba``."""
 
     labels: list[str]
     proba: np.ndarray  # (n, k) out-of-fold committee probabilities
