@@ -29,7 +29,9 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import BigIntegerField, Max, OuterRef, Subquery
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from annotation.models import (
@@ -133,41 +135,61 @@ def _claim_round(*, project: Project, trigger: str) -> ScoringRound | None:
         )
 
 
-def selection_reviews_since_last_round(*, project: Project) -> int:
-    """Human decisions (accept, edit, reject) logged since the latest round that ran or is running started."""
+def _last_round(project_id: int) -> tuple[str | None, int, int | None]:
+    """(state of the latest round not failed, the last review id it saw, the project's retrain_every), one query."""
     last = (
-        ScoringRound.objects.filter(project=project)
-        .exclude(state=ScoringRound.State.FAILED)
-        .order_by("-id")
-        .values_list("metrics", flat=True)
+        ScoringRound.objects.filter(project=OuterRef("pk")).exclude(state=ScoringRound.State.FAILED).order_by("-id")
+    )
+    seen = last.annotate(seen=Cast(KT("metrics__last_review_id"), BigIntegerField())).values("seen")[:1]
+    row = (
+        Project.objects.filter(pk=project_id, archived_at__isnull=True)
+        .annotate(last_state=Subquery(last.values("state")[:1]), last_seen=Subquery(seen))
+        .values_list("last_state", "last_seen", "retrain_every")
         .first()
     )
-    since = (last or {}).get("last_review_id", 0)
+    if row is None:
+        return None, 0, None
+    state, seen_id, retrain_every = row
+    return state, seen_id or 0, retrain_every
+
+
+def _reviews_since(project_id: int, since: int) -> int:
     # Served by the primary key: only reviews newer than the last round are scanned.
     return Review.objects.filter(
-        id__gt=since, project=project, action__in=HUMAN_REVIEW_ACTIONS, user__isnull=False
+        id__gt=since, project_id=project_id, action__in=HUMAN_REVIEW_ACTIONS, user__isnull=False
     ).count()
+
+
+def selection_reviews_since_last_round(*, project: Project) -> int:
+    """Human decisions (accept, edit, reject) logged since the latest round that ran or is running started."""
+    _, since, _ = _last_round(project.pk)
+    return _reviews_since(project.pk, since)
 
 
 def selection_maybe_schedule(project_id: int) -> bool:
     """Queue a round (after the current transaction commits) once ``retrain_every`` new human reviews exist.
 
-    The review queue calls this after every review. It is cheap (two indexed queries) and safe to call often: a
-    queued task re-checks the count and the lock, so extra calls while a round is due or running do nothing.
+    The review queue calls this after every review. It costs two indexed queries and is safe to call often: a queued
+    task re-checks the count and the lock, so extra calls while a round is due or running do nothing.
     """
     from annotation.tasks import selection_round
 
-    project = Project.objects.filter(pk=project_id, archived_at__isnull=True).first()
-    if project is None or not selection_round_due(project=project):
+    if not _due(project_id):
         return False
     selection_round.delay_on_commit(project_id)
     return True
 
 
 def selection_round_due(*, project: Project) -> bool:
-    if ScoringRound.objects.filter(project=project, state=ScoringRound.State.RUNNING).exists():
+    return _due(project.pk)
+
+
+def _due(project_id: int) -> bool:
+    # The latest round not failed is the running one if any: a claim marks older running rounds failed first.
+    state, since, retrain_every = _last_round(project_id)
+    if retrain_every is None or state == ScoringRound.State.RUNNING:
         return False
-    return selection_reviews_since_last_round(project=project) >= max(1, project.retrain_every)
+    return _reviews_since(project_id, since) >= max(1, retrain_every)
 
 
 def _load_rows(project: Project) -> tuple[list[_Row], list[str]]:
