@@ -1,7 +1,7 @@
 """The hot reads of big projects walk the index written for them (PostgreSQL plans; bench/load.py has the timings).
 
-A test table is tiny, so sequential scans are switched off for the EXPLAIN: the question is which index the planner
-can use to answer the query in order, not whether it prefers one on ten rows.
+A test table is tiny, so sequential and bitmap scans are switched off for the EXPLAIN: the question is which index the
+planner can use to answer the query in order, not whether it prefers a bitmap (and a sort) on ten rows.
 """
 import pytest
 from django.db import connection, transaction
@@ -19,6 +19,7 @@ def plan(queryset) -> str:
     sql, params = queryset.query.sql_with_params()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
         cursor.execute(f"EXPLAIN {sql}", params)
         return "\n".join(row[0] for row in cursor.fetchall())
 
@@ -27,6 +28,10 @@ def test_a_jobs_newest_items_come_from_the_job_index(project, lead):
     job = GenerationJob.objects.create(project=project, created_by=lead, mode=JobMode.LABEL_CONDITIONED)
     for _ in range(3):
         make_item(project, generation_job_id=job.id)
+    # Many more items of the project outside the job, so that walking the project's index would read far more rows.
+    Item.objects.bulk_create(Item(project=project, text=f"other {i}", content_hash=f"h{i}") for i in range(300))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotation_item")
     items = Item.objects.filter(project_id=project.id, generation_job_id=job.id).order_by("-id")[:50]
     shown = plan(items)
     assert "item_generation_job_id" in shown and "Sort" not in shown

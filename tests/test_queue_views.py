@@ -168,4 +168,6 @@ def test_page_and_action_query_counts_do_not_grow_with_the_queue(logged_in, lead
 
     small = measure(3)
     assert small == measure(60)
-    assert max(small) <= 24
+    # A review action: access checks, the versioned write and its Review row, the retraining trigger (2 queries), the
+    # next claim and the counters; on PostgreSQL the claim's savepoints count too.
+    assert max(small) <= 28
