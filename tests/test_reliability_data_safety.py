@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from annotation import queue
 from annotation.models import Item, Project, Review
-from tests.conftest import REPO, worker_env
+from tests.conftest import REPO, require, worker_env
 from tests.factories import make_item, make_user
 from tests.test_urlconf_permissions import ROUTES, fill, world  # noqa: F401 - world is a fixture
 
@@ -98,8 +98,7 @@ def test_a_backup_restores_to_a_working_database(transactional_db, project, anno
             live.backup(copy)
         assert counts_in(f"sqlite:///{backup}") == before
         return
-    if not (shutil.which("pg_dump") and shutil.which("pg_restore")):
-        pytest.skip("pg_dump/pg_restore are not installed")
+    require(bool(shutil.which("pg_dump") and shutil.which("pg_restore")), "pg_dump and pg_restore")
     s = connection.settings_dict
     auth = ["-h", s["HOST"] or "127.0.0.1", "-p", str(s["PORT"] or 5432), "-U", s["USER"]]
     dump, fresh = tmp_path / "backup.dump", f"{s['NAME']}_restore_{uuid.uuid4().hex[:6]}"
