@@ -259,14 +259,3 @@ def routing(status_counts: Mapping[str, int], *, human_reviews: int) -> dict:
         "reviews_saved": auto,
         "saved_share": auto / scored if scored else None,
     }
-
-
-def wilson_interval(successes: int, n: int, *, z: float = 1.959963984540054) -> tuple[float, float] | None:
-    """Wilson score interval for a binomial proportion (95% by default); None without observations."""
-    if n <= 0:
-        return None
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)

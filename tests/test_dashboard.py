@@ -15,6 +15,7 @@ from annotation.models import (
     Source,
     Status,
 )
+from annotation.selection import wilson_interval
 from tests.factories import make_item, make_user
 
 VISITORS = ["lead", "annotator", "outsider", "anonymous"]
@@ -121,7 +122,7 @@ def test_accuracy_estimate_from_audits(project, annotator):
     estimate = dashboard.audit_accuracy_estimate(project=project)
     assert (estimate["n"], estimate["correct"], estimate["waiting"]) == (9, 7, 1)
     assert estimate["accuracy"] == pytest.approx(7 / 9)
-    assert (estimate["low"], estimate["high"]) == pytest.approx(metrics.wilson_interval(7, 9))
+    assert (estimate["low"], estimate["high"]) == pytest.approx(wilson_interval(7, 9))
     # 9 accepted by people count as right, the one auto-accepted item at 7/9
     assert estimate["dataset_accuracy"] == pytest.approx((9 + 7 / 9) / 10)
 

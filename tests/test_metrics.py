@@ -147,11 +147,3 @@ def test_routing_counts_reviews_saved():
     assert result["human_share"] == pytest.approx(0.3)
     assert result["reviews_saved"] == 70
     assert result["human_reviews"] == 27
-
-
-def test_wilson_interval_known_value_and_edges():
-    low, high = metrics.wilson_interval(8, 10)
-    assert (round(low, 3), round(high, 3)) == (0.49, 0.943)
-    assert metrics.wilson_interval(0, 0) is None
-    low, high = metrics.wilson_interval(10, 10)
-    assert high == pytest.approx(1.0) and low == pytest.approx(0.7225, abs=1e-4)
