@@ -115,9 +115,15 @@
 
   document.addEventListener("htmx:beforeRequest", function () { busy = true; });
   document.addEventListener("htmx:afterRequest", function () { busy = false; });
-  document.addEventListener("htmx:afterSettle", function () {
-    if ($("#queue-panel")) focusItem();
+  // Focus the new item in the same task that puts it on screen: no keystroke can arrive in between. htmx:afterSettle
+  // would be too late, it runs on a timer after the swap (and once per out-of-band swap), so on a loaded machine the
+  // user has already pressed e and started typing, and moving focus then sends those keys to the shortcuts instead.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.target.id === "queue-panel") focusItem();
   });
-  document.addEventListener("DOMContentLoaded", focusItem);
-  if (document.readyState !== "loading") focusItem();
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", focusItem);
+  } else {
+    focusItem();
+  }
 })();

@@ -60,6 +60,7 @@ def test_an_annotator_reviews_ten_items_with_the_keyboard_only(team, new_page, l
     assert page.evaluate("document.activeElement.id") == "edit-text"
     page.keyboard.press("Control+A")
     page.keyboard.type("An edited review: the cast shone.")
+    assert page.input_value("#edit-text") == "An edited review: the cast shone."
     assert press_and_wait(page, "Enter") == items[7].id
 
     # Reject item 7: r focuses the reasons, a digit picks one, Enter rejects.
@@ -92,6 +93,25 @@ def test_an_annotator_reviews_ten_items_with_the_keyboard_only(team, new_page, l
     page.set_viewport_size({"width": 390, "height": 844})
     screenshot(page, "queue-390x844")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_keys_typed_right_after_e_stay_in_the_text_when_the_swap_settles_late(team, new_page, live_server):
+    """On a loaded machine htmx settles a swap well after the new item is shown and focused; typing must not care."""
+    project, _, (ann, _) = team
+    make_item(project, "first", ambiguity=0.9)
+    make_item(project, "second", ambiguity=0.1)
+    page = new_page(ann)
+    open_queue(page, live_server, project)
+    page.evaluate("""htmx.config.defaultSettleDelay = 300;
+                     document.addEventListener('htmx:afterSettle', () => { window.__settled = true; });""")
+    press_and_wait(page, "a")
+    page.keyboard.press("e")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("An early")
+    page.wait_for_function("window.__settled")
+    page.keyboard.type(" edit")
+    assert page.evaluate("document.activeElement.id") == "edit-text"
+    assert page.input_value("#edit-text") == "An early edit"
 
 
 def test_escape_cancels_an_edit_and_a_reject(team, new_page, live_server):
