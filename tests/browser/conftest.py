@@ -35,6 +35,8 @@ def new_page(browser, live_server):
     def open_page(user, **options):
         context = browser.new_context(viewport=options.pop("viewport", {"width": 1280, "height": 800}), **options)
         context.set_default_timeout(10_000)
+        # Page loads wait longer than element checks: on a busy 2-core CI machine the first load can be slow.
+        context.set_default_navigation_timeout(30_000)
         contexts.append(context)
         page = context.new_page()
         page.goto(f"{live_server.url}/accounts/login/")
