@@ -41,6 +41,9 @@ class Project(models.Model):
     auto_accept_paused_reason = models.TextField(blank=True)
     # When the lead last decided on a pause; audits completed before it do not pause auto-accept again.
     auto_accept_decided_at = models.DateTimeField(null=True, blank=True)
+    # Set when a retraining round is queued, cleared when a round starts: one queued round per project, not one per
+    # review while the worker is busy (annotation.selection.rounds.selection_maybe_schedule).
+    round_requested_at = models.DateTimeField(null=True, blank=True)
 
     # Overlap: a share of items gets k independent reviews, for agreement measures.
     overlap_rate = models.FloatField(default=0.0)

@@ -58,3 +58,25 @@ def test_routing_asks_overlap_items_for_k_reviews(project):
     assert set(in_review.values_list("reviews_required", flat=True)) == {3}
     assert set(Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED)
                .values_list("reviews_required", flat=True)) <= {1}
+
+
+def test_a_burst_of_reviews_queues_one_round_until_it_starts(project, annotator, django_capture_on_commit_callbacks):
+    make_pool(project)
+    selection_run_round(project=project, trigger="manual")
+    project.retrain_every = 1
+    project.save(update_fields=["retrain_every"])
+    queued = []
+    for _ in range(3):
+        item = queue.queue_claim(project=project, user=annotator)
+        with django_capture_on_commit_callbacks() as callbacks:
+            queue.item_review(project=project, item_id=item.pk, user=annotator, action="accept",
+                              expected_version=item.version, labels=item.proposed_labels or ["positive"])
+        queued.append(len(callbacks))
+    assert queued == [1, 0, 0]
+    # Once the round starts, the next due review may queue again.
+    selection_run_round(project=project, trigger="reviews")
+    item = queue.queue_claim(project=project, user=annotator)
+    with django_capture_on_commit_callbacks() as callbacks:
+        queue.item_review(project=project, item_id=item.pk, user=annotator, action="accept",
+                          expected_version=item.version, labels=item.proposed_labels or ["positive"])
+    assert len(callbacks) == 1

@@ -29,7 +29,7 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Max, OuterRef, Subquery
+from django.db.models import BigIntegerField, Max, OuterRef, Q, Subquery
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -50,6 +50,7 @@ from annotation.selection.features import featurize
 from annotation.services import ServiceError
 
 ROUND_STALE_AFTER = timedelta(hours=1)
+ROUND_REQUEST_STALE_AFTER = timedelta(minutes=15)
 WRITE_BATCH = 2000
 # Audits needed before they may pause auto-accept: fewer give an interval too wide to act on.
 MIN_AUDITS_TO_PAUSE = 30
@@ -128,6 +129,7 @@ def _claim_round(*, project: Project, trigger: str) -> ScoringRound | None:
         )
         if rounds.filter(state=ScoringRound.State.RUNNING).exists():
             return None
+        Project.objects.filter(pk=project.pk).update(round_requested_at=None)
         version = (rounds.aggregate(v=Max("model_version"))["v"] or 0) + 1
         last_review_id = Review.objects.filter(project=project).aggregate(m=Max("id"))["m"] or 0
         return ScoringRound.objects.create(
@@ -175,6 +177,14 @@ def selection_maybe_schedule(project_id: int) -> bool:
     from annotation.tasks import selection_round
 
     if not _due(project_id):
+        return False
+    # Debounce: while a queued round has not started, reviews do not queue another. A request older than
+    # ROUND_REQUEST_STALE_AFTER is taken as lost (a worker died before starting it) and may be made again.
+    now = timezone.now()
+    requested = Project.objects.filter(
+        Q(round_requested_at__isnull=True) | Q(round_requested_at__lt=now - ROUND_REQUEST_STALE_AFTER), pk=project_id
+    ).update(round_requested_at=now)
+    if not requested:
         return False
     selection_round.delay_on_commit(project_id)
     return True
