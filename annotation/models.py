@@ -327,6 +327,13 @@ class Review(models.Model):
             models.Index(fields=["item", "-id"], name="review_item_recent"),
             # Per-user progress and undo: WHERE project_id = ? AND user_id = ? ORDER BY id DESC.
             models.Index(fields=["project", "user", "-id"], name="review_project_user_recent"),
+            # Retraining trigger: human decisions since the last round, WHERE project_id = ? AND id > ? AND user_id IS
+            # NOT NULL AND action IN ('accept', 'edit', 'reject') LIMIT n; routing's own rows are not in it.
+            models.Index(
+                fields=["project", "id"],
+                condition=Q(user__isnull=False, action__in=["accept", "edit", "reject"]),
+                name="review_human_decisions",
+            ),
         ]
 
     def __str__(self):

@@ -45,3 +45,18 @@ def test_a_deep_browse_page_is_one_index_range(project):
     assert "item_project_id" in shown and "Sort" not in shown
     assert [i.id for i in browse.items_browse(project=project, after=items[-1].id).items] == [items[1].id,
                                                                                               items[0].id]
+
+
+def test_the_retraining_trigger_counts_human_decisions_from_their_own_index(project, lead):
+    from annotation.models import Review, ReviewAction
+    from annotation.selection.rounds import HUMAN_REVIEW_ACTIONS
+
+    item = make_item(project)
+    # Routing writes far more rows than people do; the trigger must not walk them.
+    Review.objects.bulk_create(Review(item=item, project=project, action=ReviewAction.ROUTE) for _ in range(300))
+    Review.objects.create(item=item, project=project, user=lead, action=ReviewAction.ACCEPT)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotation_review")
+    reviews = Review.objects.filter(id__gt=0, project_id=project.id, action__in=HUMAN_REVIEW_ACTIONS,
+                                    user__isnull=False).order_by()[:50]
+    assert "review_human_decisions" in plan(reviews)

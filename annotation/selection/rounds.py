@@ -155,11 +155,15 @@ def _last_round(project_id: int) -> tuple[str | None, int, int | None]:
     return state, seen_id or 0, retrain_every
 
 
-def _reviews_since(project_id: int, since: int) -> int:
-    # Served by the primary key: only reviews newer than the last round are scanned.
-    return Review.objects.filter(
+def _reviews_since(project_id: int, since: int, *, at_most: int | None = None) -> int:
+    # Served by the partial index review_human_decisions; ``at_most`` stops the count early, so the check a review
+    # makes costs the same however many reviews the project has.
+    reviews = Review.objects.filter(
         id__gt=since, project_id=project_id, action__in=HUMAN_REVIEW_ACTIONS, user__isnull=False
-    ).count()
+    ).order_by()
+    if at_most is not None:
+        reviews = reviews[:at_most]
+    return reviews.count()
 
 
 def selection_reviews_since_last_round(*, project: Project) -> int:
@@ -199,7 +203,8 @@ def _due(project_id: int) -> bool:
     state, since, retrain_every = _last_round(project_id)
     if retrain_every is None or state == ScoringRound.State.RUNNING:
         return False
-    return _reviews_since(project_id, since) >= max(1, retrain_every)
+    needed = max(1, retrain_every)
+    return _reviews_since(project_id, since, at_most=needed) >= needed
 
 
 def _load_rows(project: Project) -> tuple[list[_Row], list[str]]:
