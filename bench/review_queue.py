@@ -115,7 +115,7 @@ def main() -> None:
     }
     results = {}
     print(f"{connection.vendor}, {args.items} items (built in {build_s:.0f} s)\n")
-    print(f"| operation | median ms | p95 ms |\n|---|---:|---:|")
+    print("| operation | median ms | p95 ms |\n|---|---:|---:|")
     for name, (fn, repeat) in cases.items():
         samples = sorted(timed(fn, repeat))
         p50, p95 = statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.95))]
