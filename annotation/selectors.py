@@ -2,7 +2,7 @@
 from django.db.models import Count, QuerySet
 from django.db.models.expressions import RawSQL
 
-from annotation.models import Item, Membership, Project, Status
+from annotation.models import Item, Label, Membership, Project, Status
 
 # The home page counts a project's items up to this many and shows more as "1000+": an exact count reads every item
 # (seconds at a million items, for each project listed); the project page has the exact figures.
@@ -51,3 +51,7 @@ def project_status_counts(*, project: Project) -> dict[str, int]:
     counts = {status: 0 for status in Status.values}
     counts.update({row["status"]: row["n"] for row in rows})
     return counts
+
+
+def project_label_names(*, project: Project) -> list[str]:
+    return list(Label.objects.filter(project=project).values_list("name", flat=True))

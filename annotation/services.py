@@ -9,15 +9,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from annotation.models import (
-    Item,
-    Label,
-    Membership,
-    Project,
-    Review,
-    Role,
-    Status,
-)
+from annotation.models import Item, Membership, Project, Review, Role, Status
 
 User = get_user_model()
 
@@ -138,7 +130,3 @@ def item_transition(
         time_spent_ms=time_spent_ms,
         is_audit=item.is_audit,
     )
-
-
-def label_names(project: Project) -> list[str]:
-    return list(Label.objects.filter(project=project).values_list("name", flat=True))

@@ -4,7 +4,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from annotation.permissions import LEAD, project_view
-from annotation.services import ServiceError, label_names
+from annotation.selectors import project_label_names
+from annotation.services import ServiceError
 from generation import selectors, services
 from generation.forms import JobStartForm
 
@@ -17,7 +18,7 @@ def job_list(request, access):
 
 @project_view(LEAD)
 def job_start(request, access):
-    form = JobStartForm(request.POST or None, label_names=label_names(access.project))
+    form = JobStartForm(request.POST or None, label_names=project_label_names(project=access.project))
     if request.method == "POST" and form.is_valid():
         try:
             job = services.job_create(project=access.project, user=request.user, **form.job_kwargs())
@@ -33,7 +34,7 @@ def job_start(request, access):
 @project_view(LEAD)
 def job_preview(request, access):
     """The exact messages the job's first request would send; a fragment for htmx, else the start page with it."""
-    form = JobStartForm(request.POST, label_names=label_names(access.project))
+    form = JobStartForm(request.POST, label_names=project_label_names(project=access.project))
     preview, error = None, ""
     if form.is_valid():
         try:
