@@ -72,6 +72,22 @@ def test_score_learns_an_error_model_from_reviews():
     assert s.cv_human_agreement > 0.8
 
 
+@pytest.mark.parametrize("dense", [False, True])
+def test_nb_logistic_regression_learns_words_of_each_class(dense):
+    words = ["great", "awful", "plot", "fine"]
+    texts = [f"{words[i % 3]} film {i}" for i in range(60)]
+    labels = np.array(["good", "bad", "neutral"])[np.arange(60) % 3]
+    X = tfidf_features(texts)
+    X = X.toarray() if dense else X
+    model = scoring.NBLogisticRegression(random_state=0).fit(X, labels)
+    proba = model.predict_proba(X)
+    assert proba.shape == (60, 3)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert (model.predict(X) == labels).mean() == 1.0
+    binary = scoring.NBLogisticRegression(random_state=0).fit(X[:40], labels[:40] == "good")
+    assert (binary.predict(X[:40]) == (labels[:40] == "good")).all()
+
+
 def test_score_needs_two_labels():
     X = tfidf_features(["one", "two", "three"] * 5)
     assert scoring.score(X, llm=["a"] * 15, human=[None] * 15) is None
