@@ -34,7 +34,7 @@ from annotation.models import (
     Status,
 )
 from annotation.services import ServiceError, item_snapshot
-from annotation.tasks import selection_round
+from annotation.selection import selection_request_round
 from generation import engine, filters, prompts
 from generation.models import GenerationBatch, GenerationJob, JobEvent, JobMode, JobStatus, NearDuplicateKey
 from generation.providers import OFFLINE, Provider, ProviderConfigError, provider_for
@@ -299,8 +299,8 @@ def _finish(job: GenerationJob, status: str, message: str) -> GenerationJob:
                                   "requested": job.requested})
     if finished and job.produced:
         # New items wait as ``proposed`` (labelled pool items keep their status but have new LLM labels): a scoring
-        # round routes them to review or auto-accept. Queued after commit; the round's lock makes repeats harmless.
-        selection_round.delay_on_commit(job.project_id, force=True)
+        # round routes them to review or auto-accept; one round at a time is queued per project, however many jobs end.
+        selection_request_round(job.project_id, force=True)
     return job
 
 

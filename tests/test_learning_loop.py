@@ -80,3 +80,16 @@ def test_a_burst_of_reviews_queues_one_round_until_it_starts(project, annotator,
         queue.item_review(project=project, item_id=item.pk, user=annotator, action="accept",
                           expected_version=item.version, labels=item.proposed_labels or ["positive"])
     assert len(callbacks) == 1
+
+
+def test_jobs_ending_together_queue_one_routing_round(project, lead, django_capture_on_commit_callbacks):
+    for label, texts in TEXTS.items():
+        for text in texts:
+            Item.objects.create(project=project, text=text, status=Status.ACCEPTED, final_labels=[label])
+    queued = []
+    for _ in range(2):
+        with django_capture_on_commit_callbacks() as callbacks:
+            start(project, lead, provider="offline", mode=JobMode.LABEL_CONDITIONED, count=4, samples_per_request=2,
+                  requests_per_batch=2, leakage_words=0)
+        queued.append(len(callbacks))
+    assert queued == [1, 0]

@@ -104,3 +104,8 @@ def test_score_now_queues_a_forced_round(client, project, lead, sent, django_cap
         response = client.post(reverse("routing_score", args=[project.id]), headers={"HX-Request": "true"})
     assert response.status_code == 200 and "scoring round is queued" in response.content.decode()
     assert sent == [((project.id,), {"force": True})]
+    # A second click before the round starts queues nothing more, and says so.
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("routing_score", args=[project.id]), headers={"HX-Request": "true"})
+    assert "already queued" in response.content.decode()
+    assert sent == [((project.id,), {"force": True})]

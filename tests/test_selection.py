@@ -320,7 +320,7 @@ def test_a_round_is_scheduled_after_retrain_every_reviews(project, annotator, mo
     from annotation import tasks
 
     sent = []
-    monkeypatch.setattr(tasks.selection_round, "delay", lambda *args: sent.append(args))
+    monkeypatch.setattr(tasks.selection_round, "delay", lambda *args, **kwargs: sent.append((args, kwargs)))
     make_pool(project)
     Project.objects.filter(pk=project.pk).update(retrain_every=3)
     selection.selection_run_round(project=project)
@@ -331,7 +331,7 @@ def test_a_round_is_scheduled_after_retrain_every_reviews(project, annotator, mo
             assert selection.selection_maybe_schedule(project.pk) is False
         human_review(queued[2], annotator, queued[2].extra["gold"])
         assert selection.selection_maybe_schedule(project.pk) is True
-    assert sent == [(project.pk,)]
+    assert sent == [((project.pk,), {"force": False})]
 
 
 def test_the_task_runs_a_due_round_and_skips_one_that_is_not(project, annotator):

@@ -178,19 +178,27 @@ def selection_maybe_schedule(project_id: int) -> bool:
     The review queue calls this after every review. It costs two indexed queries and is safe to call often: a queued
     task re-checks the count and the lock, so extra calls while a round is due or running do nothing.
     """
-    from annotation.tasks import selection_round
-
     if not _due(project_id):
         return False
-    # Debounce: while a queued round has not started, reviews do not queue another. A request older than
-    # ROUND_REQUEST_STALE_AFTER is taken as lost (a worker died before starting it) and may be made again.
+    return selection_request_round(project_id)
+
+
+def selection_request_round(project_id: int, *, force: bool = False) -> bool:
+    """Queue a round after the current transaction commits, unless one is queued already and has not started.
+
+    ``force`` skips the task's check that enough reviews arrived (new items to route, a lead's "score now"). A request
+    older than ROUND_REQUEST_STALE_AFTER is taken as lost (a worker died before starting it) and may be made again.
+    A queued round, forced or not, routes every open item when it runs, so a dropped request loses nothing.
+    """
+    from annotation.tasks import selection_round
+
     now = timezone.now()
     requested = Project.objects.filter(
         Q(round_requested_at__isnull=True) | Q(round_requested_at__lt=now - ROUND_REQUEST_STALE_AFTER), pk=project_id
     ).update(round_requested_at=now)
     if not requested:
         return False
-    selection_round.delay_on_commit(project_id)
+    selection_round.delay_on_commit(project_id, force=force)
     return True
 
 

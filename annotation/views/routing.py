@@ -7,7 +7,6 @@ from annotation import selection
 from annotation.permissions import LEAD, project_view
 from annotation.selection.forms import AutoAcceptDecisionForm
 from annotation.services import ServiceError
-from annotation.tasks import selection_round
 
 
 @project_view(LEAD)
@@ -35,8 +34,10 @@ def routing_decide(request, access):
 @require_POST
 @project_view(LEAD)
 def routing_score(request, access):
-    selection_round.delay_on_commit(access.project.id, force=True)
-    messages.success(request, "A scoring round is queued; this page shows it when it starts.")
+    if selection.selection_request_round(access.project.id, force=True):
+        messages.success(request, "A scoring round is queued; this page shows it when it starts.")
+    else:
+        messages.info(request, "A scoring round is already queued; this page shows it when it starts.")
     return _done(request, access)
 
 
