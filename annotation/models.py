@@ -214,10 +214,12 @@ class Item(models.Model):
         indexes = [
             # Browse pages: WHERE project_id = ? AND status = ? ORDER BY id (keyset pagination).
             models.Index(fields=["project", "status", "id"], name="item_project_status_id"),
-            # Review queue: WHERE project_id = ? AND status = 'needs_review' ORDER BY ambiguity DESC, id.
+            # Review queue: WHERE project_id = ? AND status = 'needs_review' AND archived_at IS NULL
+            # ORDER BY ambiguity DESC, id LIMIT 1; and the queue page's capped count of the same rows (an index-only
+            # scan: both conditions are in the index's own WHERE, so no table row is read to check them).
             models.Index(
                 fields=["project", "-ambiguity", "id"],
-                condition=Q(status="needs_review"),
+                condition=Q(status="needs_review", archived_at__isnull=True),
                 name="item_queue_order",
             ),
             # Review queue, second opinions: WHERE project_id = ? AND status IN ('accepted', 'rejected')
@@ -325,8 +327,11 @@ class Review(models.Model):
         indexes = [
             # Item history and undo: WHERE item_id = ? ORDER BY id DESC.
             models.Index(fields=["item", "-id"], name="review_item_recent"),
-            # Per-user progress and undo: WHERE project_id = ? AND user_id = ? ORDER BY id DESC.
+            # Undo: WHERE project_id = ? AND user_id = ? ORDER BY id DESC LIMIT 50.
             models.Index(fields=["project", "user", "-id"], name="review_project_user_recent"),
+            # The queue page's counters of the annotator's own reviews today / in the last hour (annotation/queue.py
+            # queue_progress): WHERE project_id = ? AND user_id = ? AND created_at >= ?.
+            models.Index(fields=["project", "user", "created_at"], name="review_project_user_created"),
             # Retraining trigger: human decisions since the last round, WHERE project_id = ? AND id > ? AND user_id IS
             # NOT NULL AND action IN ('accept', 'edit', 'reject') LIMIT n; routing's own rows are not in it.
             models.Index(

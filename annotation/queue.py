@@ -1,10 +1,12 @@
 """The review queue: who gets which item next, what a review action does to it, undo, overlap and progress.
 
 Claims. An annotator holds at most one item at a time, on a lease of ``REVIEW_LEASE_SECONDS``. Asking for the queue
-again returns the item already held (and renews its lease). Otherwise the next item is claimed with a conditional
-UPDATE (``claimed_by`` empty or lease expired); on PostgreSQL the candidate row is first locked with
-``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent annotators pass over each other's rows instead of waiting. An
-expired lease simply makes the item claimable again.
+again returns the item already held (and renews its lease). Otherwise the next item is claimed (``claimed_by`` empty
+or lease expired). Both are one statement, ``UPDATE ... WHERE id = COALESCE(held, first free candidate of each part)
+RETURNING *`` (see ``_claim_where``); on PostgreSQL candidates are locked with ``FOR UPDATE SKIP LOCKED`` so
+concurrent annotators pass over each other's rows instead of waiting. An expired lease simply makes the item
+claimable again. Claims commit without waiting for the disk (``_commit_lazily``): losing the newest claims in a crash
+only returns items to the queue.
 
 Order. Second opinions first (see overlap), then scored items by ``ambiguity`` descending, then unscored items, each by
 id. The scored and unscored parts are two queries so that both walk the partial index ``item_queue_order`` in order
@@ -50,13 +52,12 @@ from annotation.models import (
 )
 from annotation.selection import selection_maybe_schedule
 from annotation.services import ServiceError, StaleItem, item_snapshot, item_transition
+from synthstudio.lib.prepared import Prepared
 
 DECISIONS = (ReviewAction.ACCEPT, ReviewAction.EDIT, ReviewAction.REJECT)
 ACTIONS = ("accept", "edit", "reject", "skip")
 # How far back undo looks for the annotator's latest review that is not undone yet.
 UNDO_DEPTH = 50
-# A claim loses a race only when another annotator took the same row between our read and our UPDATE (SQLite).
-CLAIM_ATTEMPTS = 5
 
 # Decided by a first review but still owed second opinions (overlap). Imported or auto-decided items have no review
 # yet, hence review_count >= 1; the partial index ``item_second_opinions`` has exactly this condition.
@@ -80,7 +81,7 @@ def _skipped_by(user) -> Exists:
     return Exists(Review.objects.filter(item=OuterRef("pk"), user=user, action=ReviewAction.SKIP))
 
 
-def _candidates(*, project: Project, user, now: datetime, with_skipped: bool) -> list[QuerySet]:
+def _candidates(*, project, user, now: datetime, with_skipped: bool) -> list[QuerySet]:
     """The queue's parts in the order they are served; each is read with LIMIT 1."""
     base = Item.objects.filter(project=project, archived_at__isnull=True).filter(_free(now))
     if not with_skipped:
@@ -96,43 +97,63 @@ def _candidates(*, project: Project, user, now: datetime, with_skipped: bool) ->
     ]
 
 
-def _held_by(*, project: Project, user, now: datetime) -> QuerySet:
+def _held_by(*, project, user, now: datetime) -> QuerySet:
     return Item.objects.filter(
         OPEN_FOR_REVIEW, project=project, archived_at__isnull=True, claimed_by=user, lease_expires_at__gte=now
     )
 
 
-def queue_claim(*, project: Project, user) -> Item | None:
-    """The item this annotator should review now: the one they hold, else the next one, claimed. None if done."""
-    now = timezone.now()
-    held = _held_by(project=project, user=user, now=now).order_by("id").values_list("pk", flat=True).first()
-    if held is not None:
-        Item.objects.filter(pk=held).update(lease_expires_at=now + _lease())
-        return Item.objects.get(pk=held)
+def _claim_where(*, project: int, user: int, now: datetime) -> tuple[str, list]:
+    """``WHERE id = COALESCE(held item, first free candidate of each part in queue order) RETURNING *``.
+
+    COALESCE stops at its first non-null argument and PostgreSQL runs a scalar subquery only when it is first needed,
+    so the parts after the one that yields an item are never read (nor their rows locked). On PostgreSQL each candidate
+    is read ``FOR UPDATE SKIP LOCKED``: concurrent claimers pass over each other's rows instead of waiting, and the
+    lock re-checks the candidate's conditions on the row's newest version, so a row someone else claimed a moment ago
+    is never taken. SQLite runs one writer at a time, so the statement is atomic there as it stands.
+    """
+    lock = connection.features.has_select_for_update_skip_locked
+    parts = [_held_by(project=project, user=user, now=now).order_by("id")]
     for with_skipped in (False, True):
         for candidates in _candidates(project=project, user=user, now=now, with_skipped=with_skipped):
-            pk = _claim_first(candidates, user=user, now=now)
-            if pk is not None:
-                return Item.objects.get(pk=pk)
-    return None
+            parts.append(candidates.select_for_update(skip_locked=True) if lock else candidates)
+    firsts, params = [], []
+    for part in parts:
+        sql, part_params = part.values("pk")[:1].query.sql_with_params()
+        firsts.append(f"({sql})")
+        params.extend(part_params)
+    return f"WHERE {connection.ops.quote_name('id')} = COALESCE({', '.join(firsts)}) RETURNING *", params
 
 
-def _claim_first(candidates: QuerySet, *, user, now: datetime) -> int | None:
-    if connection.features.has_select_for_update_skip_locked:
-        candidates = candidates.select_for_update(skip_locked=True)
-    for _ in range(CLAIM_ATTEMPTS):
-        with transaction.atomic():
-            pk = candidates.values_list("pk", flat=True).first()
-            if pk is None:
-                return None
-            claimed = (
-                Item.objects.filter(_free(now), pk=pk)
-                .filter(OPEN_FOR_REVIEW)
-                .update(claimed_by=user, lease_expires_at=now + _lease())
-            )
-            if claimed:
-                return pk
-    return None
+_CLAIM = Prepared(_claim_where, ints=("project", "user"), datetimes=("now",))
+
+
+def queue_claim(*, project: Project, user) -> Item | None:
+    """The item this annotator should review now: the one they hold, else the next one, claimed. None if done.
+
+    One statement, built once per process (``synthstudio.lib.prepared``): it renews the lease of the held item or
+    claims the first free candidate.
+    """
+    now = timezone.now()
+    ops = connection.ops
+    with transaction.atomic():
+        _commit_lazily()
+        where, params = _CLAIM.sql(project=project.pk, user=user.pk, now=now)
+        sql = (f"UPDATE {ops.quote_name(Item._meta.db_table)} SET {ops.quote_name('claimed_by_id')} = %s, "
+               f"{ops.quote_name('lease_expires_at')} = %s {where}")
+        claimed = list(Item.objects.raw(sql, [user.pk, ops.adapt_datetimefield_value(now + _lease()), *params]))
+    return claimed[0] if claimed else None
+
+
+def _commit_lazily() -> None:
+    """Let PostgreSQL acknowledge this transaction's commit before its WAL reaches the disk.
+
+    Only for claims and lease renewals: after a server crash the newest claims may be missing, which puts those items
+    back in the queue (the annotator's save is still accepted, see ``item_review``). Reviews always commit durably.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def _clean_labels(project: Project, labels: list[str] | None) -> list[str] | None:
@@ -340,30 +361,57 @@ class QueueProgress:
 
 
 def queue_progress(*, project: Project, user) -> QueueProgress:
-    """Counters for the queue page, in four bounded queries whatever the size of the project."""
+    """Counters for the queue page in one statement (built once per process), bounded whatever the project's size."""
     now = timezone.now()
-    items = Item.objects.filter(project=project, archived_at__isnull=True)
-    # Each count walks one small index: the partial queue indexes (capped) and the claimed_by foreign key.
-    waiting = items.filter(status=Status.NEEDS_REVIEW)[: PROGRESS_CAP + 1].count()
-    second_opinions = items.filter(SECOND_OPINION_DUE)[: PROGRESS_CAP + 1].count()
-    held_by_others = (
-        items.filter(OPEN_FOR_REVIEW, claimed_by__isnull=False, lease_expires_at__gte=now)
-        .exclude(claimed_by=user)
-        .count()
-    )
     day_start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     hour_ago = now - timedelta(hours=1)
-    decided, undone = Q(action__in=DECISIONS), Q(action=ReviewAction.UNDO)
-    mine = Review.objects.filter(project=project, user=user, created_at__gte=min(day_start, hour_ago)).aggregate(
-        today=Count("pk", filter=decided & Q(created_at__gte=day_start)),
-        undone_today=Count("pk", filter=undone & Q(created_at__gte=day_start)),
-        hour=Count("pk", filter=decided & Q(created_at__gte=hour_ago)),
-        undone_hour=Count("pk", filter=undone & Q(created_at__gte=hour_ago)),
-    )
+    sql, params = _PROGRESS.sql(project=project.pk, user=user.pk, now=now, day_start=day_start, hour_ago=hour_ago,
+                                since=min(day_start, hour_ago))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        waiting, second_opinions, held_by_others, today, undone_today, hour, undone_hour = cursor.fetchone()
     return QueueProgress(
         waiting=waiting,
         second_opinions=second_opinions,
         held_by_others=held_by_others,
-        reviewed_today=max(mine["today"] - mine["undone_today"], 0),
-        last_hour=max(mine["hour"] - mine["undone_hour"], 0),
+        reviewed_today=max((today or 0) - (undone_today or 0), 0),
+        last_hour=max((hour or 0) - (undone_hour or 0), 0),
     )
+
+
+def _progress_select(*, project: int, user: int, now: datetime, day_start: datetime, hour_ago: datetime,
+                     since: datetime) -> tuple[str, list]:
+    """Three item counts as scalar subqueries beside one aggregate of the annotator's reviews ``since`` (the earlier
+    of the day's start and an hour ago; LEFT JOIN: no reviews yet is one row of NULLs)."""
+    items = Item.objects.filter(project=project, archived_at__isnull=True).order_by()
+    # Each count walks one small index: the partial queue indexes (capped) and the claimed_by foreign key.
+    counts = [
+        items.filter(status=Status.NEEDS_REVIEW)[: PROGRESS_CAP + 1],
+        items.filter(SECOND_OPINION_DUE)[: PROGRESS_CAP + 1],
+        items.filter(OPEN_FOR_REVIEW, claimed_by__isnull=False, lease_expires_at__gte=now).exclude(claimed_by=user),
+    ]
+    decided, undone = Q(action__in=DECISIONS), Q(action=ReviewAction.UNDO)
+    # Walks the index review_project_user_created over today's (or the last hour's) reviews only.
+    mine = (
+        Review.objects.filter(project=project, user=user, created_at__gte=since)
+        .order_by()
+        .values("user")
+        .annotate(
+            today=Count("pk", filter=decided & Q(created_at__gte=day_start)),
+            undone_today=Count("pk", filter=undone & Q(created_at__gte=day_start)),
+            hour=Count("pk", filter=decided & Q(created_at__gte=hour_ago)),
+            undone_hour=Count("pk", filter=undone & Q(created_at__gte=hour_ago)),
+        )
+        .values("today", "undone_today", "hour", "undone_hour")
+    )
+    selects, params = [], []
+    for queryset in counts:
+        sql, part = queryset.values("pk").query.sql_with_params()
+        selects.append(f"(SELECT COUNT(*) FROM ({sql}) counted)")
+        params.extend(part)
+    mine_sql, mine_params = mine.query.sql_with_params()
+    return (f"SELECT {', '.join(selects)}, mine.* FROM (SELECT 1) one LEFT JOIN ({mine_sql}) mine ON TRUE",
+            [*params, *mine_params])
+
+
+_PROGRESS = Prepared(_progress_select, ints=("project", "user"), datetimes=("now", "day_start", "hour_ago", "since"))

@@ -60,3 +60,33 @@ def test_the_retraining_trigger_counts_human_decisions_from_their_own_index(proj
     reviews = Review.objects.filter(id__gt=0, project_id=project.id, action__in=HUMAN_REVIEW_ACTIONS,
                                     user__isnull=False).order_by()[:50]
     assert "review_human_decisions" in plan(reviews)
+
+
+def test_the_queue_claims_and_counts_from_the_queue_index(project, lead):
+    from django.utils import timezone
+
+    from annotation import queue
+    from annotation.models import Status
+
+    for i in range(3):
+        make_item(project, status=Status.NEEDS_REVIEW, ambiguity=i / 3)
+    # Far more decided items, so that walking the project's other indexes would read far more rows.
+    Item.objects.bulk_create(Item(project=project, text=f"done {i}", content_hash=f"d{i}", status=Status.ACCEPTED)
+                             for i in range(300))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotation_item")
+    waiting = Item.objects.filter(project=project, archived_at__isnull=True, status=Status.NEEDS_REVIEW).order_by()
+    # Either index holding the status reads the waiting rows alone (at 1M items PostgreSQL picks an index-only scan of
+    # item_queue_order, bench/RESULTS.md); never the whole project.
+    counted = plan(waiting.values("pk")[:1001])
+    assert "item_queue_order" in counted or "Index Cond: ((project_id = %d) AND ((status)::text = 'needs_review'" % (
+        project.pk) in counted
+    with transaction.atomic():
+        where, params = queue._CLAIM.sql(project=project.pk, user=lead.pk, now=timezone.now())
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_bitmapscan = off")
+            cursor.execute(f"EXPLAIN UPDATE annotation_item SET claimed_by_id = NULL {where}", params)
+            shown = "\n".join(row[0] for row in cursor.fetchall())
+    # The held item comes from the claimed_by index; every candidate part from the queue's partial indexes.
+    assert "item_queue_order" in shown and "item_second_opinions" in shown and "Seq Scan" not in shown
