@@ -16,6 +16,7 @@ from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery
 from django.http import Http404
 
 from annotation.models import Membership, Project, Role
@@ -35,17 +36,18 @@ class ProjectAccess:
 
 
 def project_access(*, user, project_id: int, need: str = MEMBER) -> ProjectAccess:
-    """Return the project and the user's role in it, or raise Http404 / PermissionDenied."""
-    try:
-        project = Project.objects.get(pk=project_id, archived_at__isnull=True)
-    except Project.DoesNotExist:
-        raise Http404("No such project") from None
-    if user.is_superuser:
-        role = Role.LEAD
-    else:
-        role = Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
-        if role is None:
-            raise Http404("No such project")
+    """Return the project and the user's role in it, or raise Http404 / PermissionDenied. One query."""
+    membership = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
+    project = (
+        Project.objects.filter(pk=project_id, archived_at__isnull=True)
+        .annotate(viewer_role=Subquery(membership))
+        .first()
+    )
+    if project is None:
+        raise Http404("No such project")
+    role = Role.LEAD if user.is_superuser else project.viewer_role
+    if role is None:
+        raise Http404("No such project")
     if need == LEAD and role != Role.LEAD:
         raise PermissionDenied("Only a project lead can do this")
     return ProjectAccess(project=project, role=role)

@@ -36,6 +36,13 @@ def test_the_progress_statement_equals_a_fresh_build_for_any_values(project, use
     assert adapted(queue._PROGRESS.sql(**values)) == adapted(queue._progress_select(**values))
 
 
+@pytest.mark.parametrize("project", [1, 4242])
+def test_the_retraining_check_equals_a_fresh_build_for_any_project(project):
+    from annotation.selection import rounds
+
+    assert adapted(rounds._LAST_ROUND.sql(project=project)) == adapted(rounds._last_round_select(project=project))
+
+
 def test_a_value_that_bypasses_its_marker_is_refused():
     frozen = Prepared(lambda project: Item.objects.filter(project_id=5).query.sql_with_params(), ints=("project",))
     with pytest.raises(ValueError, match="project"):

@@ -48,6 +48,7 @@ from annotation.selection import scoring
 from annotation.selection.estimates import audit_proportion
 from annotation.selection.features import featurize
 from annotation.services import ServiceError
+from synthstudio.lib.prepared import Prepared
 
 ROUND_STALE_AFTER = timedelta(hours=1)
 ROUND_REQUEST_STALE_AFTER = timedelta(minutes=15)
@@ -137,18 +138,30 @@ def _claim_round(*, project: Project, trigger: str) -> ScoringRound | None:
         )
 
 
-def _last_round(project_id: int) -> tuple[str | None, int, int | None]:
-    """(state of the latest round not failed, the last review id it saw, the project's retrain_every), one query."""
+def _last_round_select(*, project: int) -> tuple[str, list]:
     last = (
         ScoringRound.objects.filter(project=OuterRef("pk")).exclude(state=ScoringRound.State.FAILED).order_by("-id")
     )
     seen = last.annotate(seen=Cast(KT("metrics__last_review_id"), BigIntegerField())).values("seen")[:1]
     row = (
-        Project.objects.filter(pk=project_id, archived_at__isnull=True)
+        Project.objects.filter(pk=project, archived_at__isnull=True)
         .annotate(last_state=Subquery(last.values("state")[:1]), last_seen=Subquery(seen))
         .values_list("last_state", "last_seen", "retrain_every")
-        .first()
+        .order_by()[:1]
     )
+    return row.query.sql_with_params()
+
+
+# Every review asks this (selection_maybe_schedule); built once per process (synthstudio/lib/prepared.py).
+_LAST_ROUND = Prepared(_last_round_select, ints=("project",))
+
+
+def _last_round(project_id: int) -> tuple[str | None, int, int | None]:
+    """(state of the latest round not failed, the last review id it saw, the project's retrain_every), one query."""
+    sql, params = _LAST_ROUND.sql(project=project_id)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
     if row is None:
         return None, 0, None
     state, seen_id, retrain_every = row
