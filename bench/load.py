@@ -9,7 +9,8 @@ For each size in ``--items`` (a comma-separated list, e.g. ``10000,100000,100000
    people (one Review each), 13% waiting for review (four in five scored with an ambiguity; at least 6,000 items, so
    that small projects do not run dry during the load phases), 3% filtered, 2% proposed, and 0.02% overlap items
    owed a second opinion, from 20 generation jobs; then ``VACUUM ANALYZE``, as autovacuum would have done;
-2. **serves** the app with gunicorn (``--workers`` gthread workers of ``--threads`` threads) in a child process with
+2. **serves** the app with gunicorn and its production config (``synthstudio/gunicorn_conf.py``: preloaded app, frozen
+   heap; ``--workers`` gthread workers of ``--threads`` threads) in a child process with
    production settings (``DEBUG=false``, whitenoise static files from a fresh ``collectstatic``), on 127.0.0.1 only;
 3. **browse** (``--mode browse`` or ``all``): a lead, logged in through the login form, times the item browser's first
    page and a deep keyset page (with and without a status filter), an item, the dashboard (its snapshots computed
@@ -246,7 +247,8 @@ class Server:
         subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=REPO, env=self.env,
                        check=True)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "synthstudio.wsgi:application", "--bind", f"{HOST}:{self.port}",
+            [sys.executable, "-m", "gunicorn", "-c", "python:synthstudio.gunicorn_conf", "synthstudio.wsgi:application",
+             "--bind", f"{HOST}:{self.port}",
              "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
              "--access-logfile", str(self.log), "--access-logformat", "%(m)s %(U)s %(s)s %(M)s",
              "--log-level", "warning"],

@@ -60,3 +60,40 @@ def test_production_refuses_a_bad_boolean():
 def test_check_deploy_is_clean_with_production_settings():
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env())
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_gunicorn_with_the_production_config_serves_the_app(tmp_path, transactional_db):
+    """The documented production command: preloaded app, frozen heap, a real request over loopback."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = production_env(ALLOWED_HOSTS="127.0.0.1", SECURE_SSL_REDIRECT="false", STATIC_ROOT=str(tmp_path / "static"))
+    assert manage("collectstatic", "--noinput", "-v0", env=env).returncode == 0
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:synthstudio.gunicorn_conf", "synthstudio.wsgi",
+         "--bind", f"127.0.0.1:{port}", "--workers", "2", "--log-level", "warning"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not port_open("127.0.0.1", port):
+            assert server.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=10) as response:
+            assert response.status == 200 and b"csrfmiddlewaretoken" in response.read()
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "Traceback" not in output, output
+
+
+def test_the_gunicorn_config_freezes_the_loaded_heap_and_collects_again():
+    code = ("import gc; import synthstudio.gunicorn_conf as conf; assert not gc.isenabled(); "
+            "import django; conf.when_ready(None); assert gc.isenabled() and gc.get_freeze_count() > 1000; "
+            "conf.post_fork(None, None); assert gc.isenabled(); print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
