@@ -72,6 +72,36 @@ def test_score_learns_an_error_model_from_reviews():
     assert s.cv_human_agreement > 0.8
 
 
+def test_confident_learning_flags_contradicted_llm_labels_but_never_a_persons():
+    rows = corpus(30)
+    X = tfidf_features([t for t, _ in rows])
+    llm = [flip(g) if i < 4 else g for i, (_, g) in enumerate(rows)]
+    human = [None] * len(rows)
+    human[4], human[5] = flip(rows[4][1]), flip(rows[5][1])  # a person's label stands even against the text
+    s = scoring.score(X, llm=llm, human=human)
+    assert s.suspect[:4].all()
+    assert not s.suspect[4:6].any()
+    assert s.suspect[6:].mean() < 0.1
+
+
+def test_suspect_llm_labels_are_not_trained_on(monkeypatch):
+    # Trained without the flagged labels, the committee separates the LLM's right labels from its wrong ones better.
+    rows = corpus(30)
+    X = tfidf_features([t for t, _ in rows])
+    wrong = np.arange(len(rows)) % 7 == 0
+    llm = [flip(g) if wrong[i] else g for i, (_, g) in enumerate(rows)]
+
+    def separation():
+        s = scoring.score(X, llm=llm, human=[None] * len(rows))
+        return s, s.p_llm_label[~wrong].mean() - s.p_llm_label[wrong].mean()
+
+    pruned, with_pruning = separation()
+    monkeypatch.setattr(scoring, "SUSPECT_WEIGHT", 1.0)
+    _, without = separation()
+    assert pruned.suspect[wrong].all()
+    assert with_pruning > without + 0.05
+
+
 @pytest.mark.parametrize("dense", [False, True])
 def test_nb_logistic_regression_learns_words_of_each_class(dense):
     words = ["great", "awful", "plot", "fine"]

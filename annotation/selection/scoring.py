@@ -6,10 +6,16 @@ How the signals combine
    scaled by naive-Bayes log-count ratios, the "NBSVM" of Wang & Manning 2012, strong on short sentiment-like texts;
    and complement naive Bayes) is trained on every item with a label: items a person accepted carry their final label
    with weight ``HUMAN_WEIGHT``; the other items carry the LLM's proposal with weight 1 (cold start: LLM labels
-   only). Items with no label (LLM abstained) and rejected items are not trained on.
+   only), except the LLM labels that confident learning flags (below), which carry ``SUSPECT_WEIGHT`` (0: left out).
+   Items with no label (LLM abstained) and rejected items are not trained on.
 2. **Out of fold.** Items the committee trained on are scored by the fold models that did *not* see them (K-fold
    cross-validation), so the model cannot simply repeat the label it was given. Items outside training are scored by
    the average of the fold models.
+   **Confident learning** (Northcutt et al. 2021, as in cleanlab) runs first, on the same folds: complement naive
+   Bayes alone, fitted per fold, gives each trained item out-of-fold class probabilities; an LLM-labelled item (never
+   a person's) is flagged when its most probable class is not the LLM's label and some other class reaches that
+   class's threshold (the mean probability of the class over the items labelled with it). The committee then learns
+   less of the LLM's systematic errors; flagged items are still scored, out of fold, like the others.
 3. **Signals** per item, all from those out-of-fold probabilities: ``p_llm_label`` (the probability the committee gives
    to the LLM's label: low = disagreement, as in confident learning / FreeAL), modAL's ``least_confident``,
    ``margin`` and ``entropy``, committee disagreement (modAL ``vote_entropy`` and ``KL_max_disagreement``), and the
@@ -49,6 +55,9 @@ MAX_FOLDS = 5
 LARGE_PROJECT = 30_000
 LARGE_PROJECT_FOLDS = 3
 PROBA_FLOOR = 1e-4
+# Training weight of an LLM label that the confident-learning pass flags as likely wrong (0: not trained on).
+SUSPECT_WEIGHT = 0.0
+SUSPECT_NB_ALPHA = 0.3
 
 
 @dataclass
@@ -68,6 +77,7 @@ class Scores:
     error_model: bool  # whether a learned error model combined the signals (else the cold-start rule)
     cv_human_agreement: float | None  # out-of-fold agreement of the model with people's labels
     folds: int
+    suspect: np.ndarray  # (n,) bool: LLM labels flagged by confident learning and trained on with SUSPECT_WEIGHT
 
     model_labels: list[str] = field(init=False)
 
@@ -185,15 +195,21 @@ def score(
     w = np.where(np.array([h is not None for h in human]), HUMAN_WEIGHT, 1.0)
     k = len(names)
 
+    # Confident learning: a cheap out-of-fold pass flags LLM labels the text contradicts; the committee then trains
+    # without them, so it imitates the LLM's systematic errors less (their scores stay out of fold either way).
+    human_mask = np.array([h is not None for h in human])
+    # Classes with fewer members than folds cannot be stratified; they are spread across folds as far as they go.
+    strat = np.where(counts[y[train]] >= folds, y[train], -1)
+    splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(len(train)), strat))
+    suspect = suspect_llm_labels(X, y, w, train, human_mask, splits, k)
+    w = np.where(suspect, SUSPECT_WEIGHT, w)
+
     proba = np.zeros((n, k))
     vote_ent = np.zeros(n)
     kl = np.zeros(n)
     rest = np.flatnonzero(y < 0)
     rest_proba = np.zeros((len(rest), k))
-    # Classes with fewer members than folds cannot be stratified; they are spread across folds as far as they go.
-    strat = np.where(counts[y[train]] >= folds, y[train], -1)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for fit_idx, held_idx in splitter.split(np.zeros(len(train)), strat):
+    for fit_idx, held_idx in splits:
         fit_rows, held_rows = train[fit_idx], train[held_idx]
         committee = _committee(_fit_members(X[fit_rows], y[fit_rows], w[fit_rows], seed))
         proba[held_rows] = _full_proba(committee, X[held_rows], k)
@@ -230,8 +246,39 @@ def score(
     return Scores(
         labels=names, proba=proba, p_llm_label=p_llm, least_confident=least, margin=margin, entropy=ent,
         vote_entropy=vote_ent, kl_max=kl, out_of_fold=out_of_fold, ambiguity=ambiguity, error_model=learned,
-        cv_human_agreement=agreement, folds=folds,
+        cv_human_agreement=agreement, folds=folds, suspect=suspect,
     )
+
+
+def suspect_llm_labels(X, y, w, train, human_mask, splits, k) -> np.ndarray:
+    """Rows whose LLM label confident learning (Northcutt et al. 2021, as in cleanlab) takes for wrong.
+
+    Complement naive Bayes, fitted per fold (``splits`` over ``train``), gives every trained row out-of-fold class
+    probabilities. Each class's threshold is the mean probability of that class over the rows labelled with it. An
+    LLM-labelled row (never a person's) is flagged when its most probable class is not its label and some other class
+    reaches its threshold. A class never loses all its rows this way (it would vanish from training): its flags are
+    then dropped.
+    """
+    n = X.shape[0]
+    suspect = np.zeros(n, bool)
+    proba = np.zeros((n, k))
+    for fit_idx, held_idx in splits:
+        fit_rows, held_rows = train[fit_idx], train[held_idx]
+        model = ComplementNB(alpha=SUSPECT_NB_ALPHA).fit(X[fit_rows], y[fit_rows], sample_weight=w[fit_rows])
+        proba[np.ix_(held_rows, model.classes_.astype(int))] = model.predict_proba(X[held_rows])
+    labels = y[train]
+    thresholds = np.array([proba[train[labels == c], c].mean() if (labels == c).any() else np.inf for c in range(k)])
+    candidates = train[~human_mask[train]]
+    given = y[candidates]
+    above = proba[candidates] >= thresholds
+    above[np.arange(len(candidates)), given] = False
+    flagged = candidates[above.any(axis=1) & (proba[candidates].argmax(axis=1) != given)]
+    suspect[flagged] = True
+    for c in np.unique(labels):
+        members = train[labels == c]
+        if suspect[members].all():
+            suspect[members] = False
+    return suspect
 
 
 class _FixedProba:
