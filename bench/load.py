@@ -8,7 +8,8 @@ For each size in ``--items`` (a comma-separated list, e.g. ``10000,100000,100000
 1. **builds** a project with COPY (PostgreSQL only): six labels, 70% auto-accepted, 10% accepted and 2% rejected by
    people (one Review each), 13% waiting for review (four in five scored with an ambiguity; at least 6,000 items, so
    that small projects do not run dry during the load phases), 3% filtered, 2% proposed, and 0.02% overlap items
-   owed a second opinion, from 20 generation jobs; then ``VACUUM ANALYZE``, as autovacuum would have done;
+   owed a second opinion, from 20 generation jobs; then ``VACUUM ANALYZE``, as autovacuum would have done, and a
+   ``CHECKPOINT``, so that the bulk load's writes are on disk before anything is timed;
 2. **serves** the app with gunicorn and its production config (``synthstudio/gunicorn_conf.py``: preloaded app, frozen
    heap; ``--workers`` gthread workers of ``--threads`` threads) in a child process with
    production settings (``DEBUG=false``, whitenoise static files from a fresh ``collectstatic``), on 127.0.0.1 only;
@@ -22,7 +23,9 @@ For each size in ``--items`` (a comma-separated list, e.g. ``10000,100000,100000
    ``HX-Request`` (what the page's "check again" link sends; it claims the next item) then the review form's POST
    (accept 80%, edit the label 10%, reject with a reason 10%). With ``--flow split`` (default) the POST is the no-JS
    form post (302, saves only) so that claim and save are timed apart; with ``--flow htmx`` it carries ``HX-Request``
-   and its answer already holds the next claimed item, as in the browser with JS (one request per item);
+   and its answer already holds the next claimed item, as in the browser with JS (one request per item). With a
+   think time, each annotator starts at a random moment of its first look (``--start staggered``, default), as people
+   arrive; ``--start simultaneous`` sends all first requests at the same instant (a burst of 16 on a 2-core machine);
 5. **verifies** that no item was handed to two annotators at the same time (each annotator records when it received
    an item and when it sent the review; two such spans of different annotators on one item must not overlap), that no
    item got more decisions than it needs reviews, that every submit the app confirmed has its Review row by that
@@ -208,7 +211,24 @@ def build(n: int, annotators: int, password: str) -> dict:
         cursor.execute(f"VACUUM ANALYZE {table}")
         cursor.execute("VACUUM ANALYZE annotation_review")
     return {"project": project, "lead": lead, "team": team, "past": past, "users": users, "jobs": jobs, "items": n,
-            "reviews": reviews, "copy_s": round(copy_s, 1), "build_s": round(time.perf_counter() - started, 1)}
+            "reviews": reviews, "copy_s": round(copy_s, 1), "build_s": round(time.perf_counter() - started, 1),
+            "checkpointed": checkpoint()}
+
+
+def checkpoint() -> bool:
+    """Write the build's dirty pages out now, so the timed phases do not share the disk with the checkpoint of a bulk
+    load (on this machine its writes made commits wait 100-140 ms for the WAL flush). CHECKPOINT needs a superuser or
+    the pg_checkpoint role; False if the bench's database user may not. Then flushes the machine's page cache."""
+    from django.db import DatabaseError, connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("CHECKPOINT")
+    except DatabaseError:
+        return False
+    finally:
+        os.sync()  # and the operating system's own dirty pages (the database runs on this machine)
+    return True
 
 
 def cleanup(built: dict) -> None:
@@ -403,11 +423,14 @@ def _confirmations(annotator: Annotator, html: str, pending: dict) -> None:
 
 
 def annotate(*, browser: Browser, annotator: Annotator, project_id: int, flow: str, think: float, deadline: float,
-             budget: "Budget", seed: int) -> None:
+             budget: "Budget", seed: int, stagger: bool) -> None:
     rng = random.Random(seed)
     queue = f"/projects/{project_id}/queue/"
     pending: dict = {}
     html = ""
+    if stagger and think:
+        # People do not all press "next" in the same millisecond: each starts at a random moment of one look.
+        time.sleep(rng.uniform(0, think))
     try:
         while time.monotonic() < deadline:
             if not html:
@@ -473,7 +496,7 @@ class Budget:
 
 
 def run_load(*, built: dict, server: Server, password: str, seconds: float, max_submits: int, flow: str,
-             think: float) -> dict:
+             think: float, start: str = "staggered") -> dict:
     project_id = built["project"].pk
     people = [Annotator(user_id=u.pk, username=u.username) for u in built["team"]]
     browsers = []
@@ -493,7 +516,7 @@ def run_load(*, built: dict, server: Server, password: str, seconds: float, max_
     threads = [
         threading.Thread(target=annotate, kwargs={
             "browser": b, "annotator": p, "project_id": project_id, "flow": flow, "think": think,
-            "deadline": deadline, "budget": budget, "seed": k})
+            "deadline": deadline, "budget": budget, "seed": k, "stagger": start == "staggered"})
         for k, (b, p) in enumerate(zip(browsers, people, strict=True))
     ]
     for t in threads:
@@ -508,7 +531,8 @@ def run_load(*, built: dict, server: Server, password: str, seconds: float, max_
     checks = verify(built=built, people=people, started_at=started_at)
     confirmed = sum(len(p.confirmed) for p in people)
     return {
-        "flow": flow, "think_s": think, "annotators": len(people), "seconds": round(elapsed, 1),
+        "flow": flow, "think_s": think, "start": start if think else "simultaneous", "annotators": len(people),
+        "seconds": round(elapsed, 1),
         "submits": sum(len(p.submit) for p in people), "confirmed": confirmed,
         "refused": sum(len(p.refused) for p in people), "client_errors": [e for p in people for e in p.errors][:10],
         "queue_empty_polls": sum(p.empty for p in people),
@@ -650,6 +674,9 @@ def main() -> None:
     parser.add_argument("--think", default="0",
                         help="mean seconds an annotator looks at an item before submitting (0: as fast as possible); "
                              "several separated by commas run one load phase each")
+    parser.add_argument("--start", choices=["staggered", "simultaneous"], default="staggered",
+                        help="with --think > 0: annotators start at random moments of their first look (staggered) "
+                             "or all at the same instant, a burst of 16 requests (simultaneous)")
     parser.add_argument("--mode", choices=["load", "browse", "all"], default="all")
     parser.add_argument("--requests", type=int, default=10, help="timed requests per page in the browse phase")
     args = parser.parse_args()
@@ -668,7 +695,8 @@ def main() -> None:
             print(f"building {n:,} items ...", flush=True)
             built = build(n, args.annotators, password)
             result = {"bench": "load", "database": connection.vendor, "items": n, "reviews_before": built["reviews"],
-                      "copy_s": built["copy_s"], "build_s": built["build_s"], "workers": args.workers,
+                      "copy_s": built["copy_s"], "build_s": built["build_s"],
+                      "checkpointed": built["checkpointed"], "workers": args.workers,
                       "threads": args.threads, "cpus": os.cpu_count()}
             try:
                 print(f"built in {built['build_s']} s (COPY {built['copy_s']} s)", flush=True)
@@ -681,7 +709,8 @@ def main() -> None:
                     for flow in args.flow.split(","):
                         for think in [float(x) for x in args.think.split(",")]:
                             phase = run_load(built=built, server=server, password=password, seconds=args.seconds,
-                                             max_submits=args.max_submits, flow=flow, think=think)
+                                             max_submits=args.max_submits, flow=flow, think=think,
+                                             start=args.start)
                             print(json.dumps(phase), flush=True)
                             result["load"].append(phase)
             finally:

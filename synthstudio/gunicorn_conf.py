@@ -10,6 +10,10 @@ what the application needs:
   servers, the master loads the application with automatic collection off and freezes what it loaded before
   forking: frozen objects sit in a permanent generation that collections skip, so a worker's full collection only
   walks what the worker itself allocated. Collection is on again in the master once it is ready and in every worker.
+- The URLconf is imported in the master too, before the freeze. Django imports it on the first request, and with it
+  every view and what the views use (the selection code brings numpy, SciPy, scikit-learn and modAL): done per worker,
+  that made each worker's first requests slow and left a large unfrozen heap for its collections to walk (measured
+  with bench/load.py at 1M items: server-side next-item p99 174-189 ms before, see bench/RESULTS.md).
 """
 import gc
 
@@ -20,6 +24,9 @@ gc.disable()
 
 
 def when_ready(server):
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # imports every view module and its dependencies
     gc.freeze()
     gc.enable()
 
