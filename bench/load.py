@@ -9,7 +9,8 @@ For each size in ``--items`` (a comma-separated list, e.g. ``10000,100000,100000
    people (one Review each), 13% waiting for review (four in five scored with an ambiguity; at least 6,000 items, so
    that small projects do not run dry during the load phases), 3% filtered, 2% proposed, and 0.02% overlap items
    owed a second opinion, from 20 generation jobs; then ``VACUUM ANALYZE``, as autovacuum would have done, and a
-   ``CHECKPOINT``, so that the bulk load's writes are on disk before anything is timed;
+   ``CHECKPOINT``, so that the bulk load's writes are on disk before anything is timed (each load phase starts with
+   one too, after the previous phase's writes);
 2. **serves** the app with gunicorn and its production config (``synthstudio/gunicorn_conf.py``: preloaded app, frozen
    heap; ``--workers`` gthread workers of ``--threads`` threads) in a child process with
    production settings (``DEBUG=false``, whitenoise static files from a fresh ``collectstatic``), on 127.0.0.1 only;
@@ -507,6 +508,8 @@ def run_load(*, built: dict, server: Server, password: str, seconds: float, max_
         browsers.append(browser)
     from django.utils import timezone
 
+    # Each phase starts from a flushed disk: the build, or the phase before (flat out, thousands of reviews a minute).
+    checkpointed = checkpoint()
     started_at = timezone.now()
     offset = server.log_offset()
     load_before = loadavg()
@@ -531,7 +534,8 @@ def run_load(*, built: dict, server: Server, password: str, seconds: float, max_
     checks = verify(built=built, people=people, started_at=started_at)
     confirmed = sum(len(p.confirmed) for p in people)
     return {
-        "flow": flow, "think_s": think, "start": start if think else "simultaneous", "annotators": len(people),
+        "flow": flow, "think_s": think, "start": start if think else "simultaneous", "checkpointed": checkpointed,
+        "annotators": len(people),
         "seconds": round(elapsed, 1),
         "submits": sum(len(p.submit) for p in people), "confirmed": confirmed,
         "refused": sum(len(p.refused) for p in people), "client_errors": [e for p in people for e in p.errors][:10],
