@@ -136,8 +136,11 @@ def queue_claim(*, project: Project, user) -> Item | None:
     """
     now = timezone.now()
     ops = connection.ops
+    # Inside someone else's transaction the commit is theirs, and may carry writes that must be durable.
+    outermost = not connection.in_atomic_block
     with transaction.atomic():
-        _commit_lazily()
+        if outermost:
+            _commit_lazily()
         where, params = _CLAIM.sql(project=project.pk, user=user.pk, now=now)
         sql = (f"UPDATE {ops.quote_name(Item._meta.db_table)} SET {ops.quote_name('claimed_by_id')} = %s, "
                f"{ops.quote_name('lease_expires_at')} = %s {where}")

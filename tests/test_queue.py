@@ -342,3 +342,30 @@ def test_decided_items_without_a_review_are_not_second_opinions(project, annotat
     assert queue.queue_claim(project=project, user=annotator) is None
     progress = queue.queue_progress(project=project, user=annotator)
     assert (progress.waiting, progress.second_opinions) == (0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_a_claim_that_owns_its_transaction_commits_lazily():
+    """Claims relax durability (synchronous_commit off); inside a caller's transaction they must not, since the
+    caller's commit may carry writes that have to reach the disk."""
+    from django.db import connection, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is a PostgreSQL setting")
+    lead, annotator = make_user("lazy-lead"), make_user("lazy-annotator")
+    project = make_project(lead=lead)
+    add_member(project, annotator)
+    make_item(project, status=Status.NEEDS_REVIEW, ambiguity=0.5)
+    seen = []
+
+    def record(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        assert queue.queue_claim(project=project, user=annotator) is not None
+    assert any("synchronous_commit" in sql for sql in seen)
+    seen.clear()
+    with connection.execute_wrapper(record), transaction.atomic():
+        assert queue.queue_claim(project=project, user=annotator) is not None
+    assert seen and not any("synchronous_commit" in sql for sql in seen)
