@@ -1,14 +1,23 @@
 """Text features for the selection model: TF-IDF word and character n-grams, or a local sentence-embedding model.
 
 TF-IDF needs no weights, is fast on 100k texts and is the default. An operator who has a sentence-transformers model on
-disk can point ``SELECTION_EMBEDDING_MODEL_PATH`` at it; nothing is ever downloaded.
+disk can point ``SELECTION_EMBEDDING_MODEL_PATH`` at it; nothing is ever downloaded. Each text is embedded once per
+model: vectors are kept in an ``EmbeddingCache`` under ``VAR_DIR/embedding-cache``.
 """
+import hashlib
+import importlib.util
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
+
+logger = logging.getLogger(__name__)
 
 # Caps keep the vocabulary (and so memory and fit time) bounded on large projects; at 100k texts the most frequent
 # n-grams carry nearly all the signal a linear model uses.
@@ -17,6 +26,15 @@ MAX_CHAR_FEATURES = 150_000
 # Character n-gram analysis costs ~5x the word analysis (pure Python per character); above this many texts the round
 # would blow its time budget, and with that much data word n-grams alone lose little.
 CHAR_NGRAMS_UP_TO = 30_000
+
+# Part of every cache file's identity: bump it when what the cache stores changes meaning.
+EMBEDDING_CACHE_FORMAT = 1
+# Per model (1.5 GB of float32 vectors at 384 dimensions): the size of the largest project rounds are measured at
+# (bench/RESULTS.md), so a project's own texts are not evicted while it is worked on.
+MAX_CACHED_VECTORS = 1_000_000
+# SQLite's limit on parameters per statement is 32,766 (999 before 3.32); stay below the old one.
+SQL_CHUNK = 900
+DAY = 86_400
 
 
 class FeaturizerUnavailable(Exception):
@@ -38,26 +56,143 @@ def tfidf_features(texts: list[str]) -> sparse.csr_matrix:
     return sparse.hstack([words.fit_transform(texts), chars.fit_transform(texts)], format="csr")
 
 
-def embedding_features(texts: list[str], model_path: str, *, batch_size: int = 64) -> np.ndarray:
+def embedding_features(texts: list[str], model_path: str) -> np.ndarray:
     """Sentence embeddings from a local sentence-transformers model folder, L2-normalised, shifted to be >= 0.
 
     The shift keeps the features valid for the naive-Bayes member of the committee (it needs non-negative input); it
     does not change cosine geometry enough to matter for a linear model.
     """
-    path = Path(model_path)
-    if not path.is_dir():
+    folder = Path(model_path)
+    if not folder.is_dir():
         raise FeaturizerUnavailable(f"SELECTION_EMBEDDING_MODEL_PATH={model_path} is not a folder with a model.")
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
+    # Checked even when every text is cached, so a broken install shows at once and not at the first new text.
+    if importlib.util.find_spec("sentence_transformers") is None:
         raise FeaturizerUnavailable(
             "SELECTION_EMBEDDING_MODEL_PATH is set but the sentence-transformers package is not installed; install "
             "it (pip install sentence-transformers) or unset the variable to use TF-IDF features."
-        ) from None
+        )
+    return embedding_cache(folder).vectors(texts, encode=lambda missing: encode_texts(folder, missing)) + 1.0
+
+
+def encode_texts(folder: Path, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
+    """L2-normalised float32 sentence embeddings of ``texts`` by the model in ``folder`` (on the CPU, offline)."""
+    from sentence_transformers import SentenceTransformer
+
     # local_files_only: a path that is not a complete model must fail here, not fetch anything.
-    model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
     vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
-    return np.asarray(vectors, dtype=np.float32) + 1.0
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def embedding_cache(folder: Path) -> "EmbeddingCache":
+    """The cache of the model in ``folder``: one SQLite file per model identity under ``VAR_DIR/embedding-cache``."""
+    return EmbeddingCache(Path(settings.VAR_DIR) / "embedding-cache" / f"{model_identity(folder)}.sqlite3")
+
+
+def model_identity(folder: Path) -> str:
+    """A hash of the model folder's resolved path and of each file's relative path, size and modification time.
+
+    A model replaced in place gets a new identity, so vectors of the old one are never served for it. Hidden files
+    and folders are left out (tools put lock files and caches there).
+    """
+    folder = folder.resolve()
+    digest = hashlib.sha256(f"{EMBEDDING_CACHE_FORMAT}\0{folder}".encode())
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+            stat = path.stat()
+            digest.update(f"\0{relative}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:32]
+
+
+class EmbeddingCache:
+    """One model's vectors in a SQLite file, keyed by the SHA-256 of the text.
+
+    Safe for concurrent workers: each write is one transaction (SQLite's file locks serialise writers; a reader never
+    sees half a write). Bounded: above ``max_vectors`` rows the least recently used go, "used" counted in days so that
+    a round writes only for entries it has not touched today. A cache that cannot be read or written (corrupt file,
+    full disk) is skipped with a warning: the texts are embedded again, the round does not fail.
+    """
+
+    def __init__(self, path: Path, *, max_vectors: int = MAX_CACHED_VECTORS):
+        self.path = path
+        self.max_vectors = max_vectors
+
+    def vectors(self, texts: list[str], *, encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+        """A (len(texts), d) float32 array; ``encode`` is called once, with the distinct texts the cache lacks."""
+        keys = [hashlib.sha256(text.encode("utf-8")).digest() for text in texts]
+        first = {}
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
+        found = self._read(list(first))
+        missing = [key for key in first if key not in found]
+        if missing:
+            fresh = np.asarray(encode([texts[first[key]] for key in missing]), dtype=np.float32)
+            fresh = {key: vector.tobytes() for key, vector in zip(missing, fresh)}
+            self._write(fresh)
+            found.update(fresh)
+        out = np.empty((len(keys), len(next(iter(found.values()), b"")) // 4), np.float32)
+        for i, key in enumerate(keys):
+            out[i] = np.frombuffer(found[key], dtype=np.float32)
+        return out
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode with explicit transactions; the timeout waits out another worker's write.
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        # A plain rowid table: rows of a kilobyte or more are what SQLite advises against WITHOUT ROWID for.
+        db.execute("CREATE TABLE IF NOT EXISTS vectors "
+                   "(key BLOB NOT NULL UNIQUE, vector BLOB NOT NULL, used INTEGER NOT NULL)")
+        db.execute("CREATE INDEX IF NOT EXISTS vectors_used ON vectors (used)")
+        return db
+
+    def _read(self, keys: list[bytes]) -> dict[bytes, bytes]:
+        today = int(time.time() // DAY)
+        found, stale = {}, []
+        try:
+            db = self._connect()
+            try:
+                for start in range(0, len(keys), SQL_CHUNK):
+                    chunk = keys[start:start + SQL_CHUNK]
+                    rows = db.execute(f"SELECT key, vector, used FROM vectors WHERE key IN ({_marks(chunk)})", chunk)
+                    for key, vector, used in rows:
+                        found[key] = vector
+                        if used < today:
+                            stale.append(key)
+                if stale:
+                    db.execute("BEGIN IMMEDIATE")
+                    for start in range(0, len(stale), SQL_CHUNK):
+                        chunk = stale[start:start + SQL_CHUNK]
+                        db.execute(f"UPDATE vectors SET used = ? WHERE key IN ({_marks(chunk)})", [today, *chunk])
+                    db.execute("COMMIT")
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            logger.warning("embedding cache %s not read (%s); embedding every text", self.path, exc)
+            return {}
+        return found
+
+    def _write(self, vectors: dict[bytes, bytes]) -> None:
+        today = int(time.time() // DAY)
+        try:
+            db = self._connect()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("INSERT OR REPLACE INTO vectors (key, vector, used) VALUES (?, ?, ?)",
+                               ((key, vector, today) for key, vector in vectors.items()))
+                excess = db.execute("SELECT count(*) FROM vectors").fetchone()[0] - self.max_vectors
+                if excess > 0:
+                    db.execute("DELETE FROM vectors WHERE key IN (SELECT key FROM vectors ORDER BY used LIMIT ?)",
+                               (excess,))
+                db.execute("COMMIT")
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            logger.warning("embedding cache %s not written (%s)", self.path, exc)
+
+
+def _marks(chunk: list) -> str:
+    return ", ".join("?" * len(chunk))
 
 
 def featurize(texts: list[str]):
