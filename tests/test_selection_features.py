@@ -1,11 +1,15 @@
-"""Selection features: the embedding cache (a text is embedded once per model)."""
+"""Selection features: the embedding cache (a text is embedded once per model) and embeddings beside TF-IDF."""
 import threading
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
-from annotation.selection import features
-from annotation.selection.features import EmbeddingCache, embedding_cache, model_identity
+from annotation import selection
+from annotation.models import Item, ScoringRound, Status
+from annotation.selection import features, scoring
+from annotation.selection.features import EmbeddingCache, Features, embedding_cache, model_identity, tfidf_features
+from tests.factories import make_item
 
 
 class FakeEncoder:
@@ -122,6 +126,32 @@ def test_concurrent_workers_share_one_cache_file(tmp_path):
     assert np.array_equal(vectors, encode(texts[:250]))
 
 
+def test_the_embedding_member_scores_what_the_ngrams_cannot_see():
+    # The n-grams are noise; the embeddings carry the class. With them beside the n-grams, the committee finds the
+    # LLM's wrong labels; on the n-grams alone it cannot.
+    rng = np.random.default_rng(0)
+    n = 120
+    gold = np.array(["positive", "negative"] * (n // 2))
+    texts = [f"token{rng.integers(1000)} token{rng.integers(1000)} item {i}" for i in range(n)]
+    signal = np.where(gold == "positive", 1.0, -1.0)[:, None] * np.array([[0.6, 0.0]])
+    embeddings = (signal + rng.normal(0, 0.15, (n, 2))).astype(np.float32)
+    wrong = np.arange(n) % 10 == 0
+    llm = [("negative" if g == "positive" else "positive") if w else g for g, w in zip(gold, wrong)]
+    ngrams = tfidf_features(texts)
+    with_embeddings = scoring.score(Features(ngrams, embeddings), llm=llm, human=[None] * n)
+    without = scoring.score(Features(ngrams), llm=llm, human=[None] * n)
+    assert roc_auc_score(wrong, with_embeddings.ambiguity) > 0.85
+    assert roc_auc_score(wrong, without.ambiguity) < 0.65
+
+
+def test_features_select_rows_of_both_parts():
+    ngrams = tfidf_features(["a good film", "a bad plot", "fine acting"])
+    part = Features(ngrams, np.arange(6, dtype=np.float32).reshape(3, 2))[np.array([2, 0])]
+    assert part.shape == (2, ngrams.shape[1] + 2)
+    assert part.embeddings.tolist() == [[4, 5], [0, 1]]
+    assert (part.ngrams != ngrams[[2, 0]]).nnz == 0
+
+
 def tiny_sentence_transformer(folder):
     """A one-layer BERT with random weights and a ten-word vocabulary, saved as a sentence-transformers folder."""
     from sentence_transformers import SentenceTransformer, models
@@ -149,11 +179,39 @@ def test_a_local_sentence_transformers_model_is_loaded_once_per_new_text(tmp_pat
     settings.SELECTION_EMBEDDING_MODEL_PATH = str(folder)
     texts = ["a good film", "a bad plot", "good plot"]
     first = features.featurize(texts)
-    assert first.shape == (3, 8)
+    assert first.embeddings.shape == (3, 8)
+    assert np.allclose(np.linalg.norm(first.embeddings, axis=1), 1.0, atol=1e-5)
     assert model_identity(folder) == identity  # loading the model does not change the folder
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded although every text is cached")
 
     monkeypatch.setattr(features, "encode_texts", no_model)
-    assert np.array_equal(features.featurize(texts), first)
+    assert np.array_equal(features.featurize(texts).embeddings, first.embeddings)
+
+
+def test_a_round_with_an_embedding_model_scores_on_both_parts(project, settings, monkeypatch, tmp_path):
+    settings.SELECTION_EMBEDDING_MODEL_PATH = str(tmp_path)
+    seen = []
+
+    def fake_embeddings(texts, model_path):
+        seen.append(model_path)
+        return FakeEncoder()(texts)
+
+    monkeypatch.setattr(features, "embedding_features", fake_embeddings)
+    real_score, given = scoring.score, []
+
+    def score(X, **kwargs):
+        given.append(X)
+        return real_score(X, **kwargs)
+
+    monkeypatch.setattr(scoring, "score", score)
+    for i in range(30):
+        make_item(project, f"a wonderful film {i}", status=Status.PROPOSED, proposed=["positive"])
+        make_item(project, f"a dreadful bore {i}", status=Status.PROPOSED, proposed=["negative"])
+    scoring_round = selection.selection_run_round(project=project)
+    assert scoring_round.state == ScoringRound.State.DONE
+    assert scoring_round.metrics["features"] == "tfidf+embedding"
+    assert seen == [str(tmp_path)]
+    assert given[0].embeddings.shape == (60, 3) and given[0].ngrams.shape[0] == 60
+    assert Item.objects.filter(project=project, ambiguity__isnull=False).count() == 60

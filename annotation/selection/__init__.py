@@ -1,6 +1,7 @@
 """Selective annotation: score every proposal, send only the ambiguous ones to people, learn from their reviews.
 
-- ``features``: TF-IDF word + character n-grams, or a local sentence-embedding model.
+- ``features``: TF-IDF word + character n-grams, and a local sentence-embedding model's vectors beside them if one is
+  configured (embedded once per text and model: an on-disk cache).
 - ``scoring``: the classifier committee, the per-item signals (modAL) and how they combine (read its docstring).
 - ``rounds``: a train + rescore + route round under a per-project lock, the review-count trigger, the lead's decision
   on a paused auto-accept.

@@ -1,8 +1,9 @@
-"""Text features for the selection model: TF-IDF word and character n-grams, or a local sentence-embedding model.
+"""Text features for the selection model: TF-IDF word and character n-grams, and sentence embeddings beside them.
 
-TF-IDF needs no weights, is fast on 100k texts and is the default. An operator who has a sentence-transformers model on
-disk can point ``SELECTION_EMBEDDING_MODEL_PATH`` at it; nothing is ever downloaded. Each text is embedded once per
-model: vectors are kept in an ``EmbeddingCache`` under ``VAR_DIR/embedding-cache``.
+TF-IDF needs no weights, is fast on 100k texts and is always there. An operator who has a sentence-transformers model on
+disk can point ``SELECTION_EMBEDDING_MODEL_PATH`` at it: its embeddings then come as a second part of ``Features`` (a
+third committee member reads them; see ``scoring``); nothing is ever downloaded. Each text is embedded once per model:
+vectors are kept in an ``EmbeddingCache`` under ``VAR_DIR/embedding-cache``.
 """
 import hashlib
 import importlib.util
@@ -10,6 +11,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,22 @@ class FeaturizerUnavailable(Exception):
     """The configured featurizer cannot be loaded; the message says what to install or configure."""
 
 
+@dataclass(frozen=True)
+class Features:
+    """The selection model's input rows: TF-IDF n-grams, and sentence embeddings beside them when configured."""
+
+    ngrams: sparse.csr_matrix
+    embeddings: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        width = self.ngrams.shape[1] + (0 if self.embeddings is None else self.embeddings.shape[1])
+        return self.ngrams.shape[0], width
+
+    def __getitem__(self, rows) -> "Features":
+        return Features(self.ngrams[rows], None if self.embeddings is None else self.embeddings[rows])
+
+
 def tfidf_features(texts: list[str]) -> sparse.csr_matrix:
     """Word 1-2-grams and character 2-5-grams (within word boundaries), sublinear TF, L2-normalised, side by side.
 
@@ -57,11 +75,7 @@ def tfidf_features(texts: list[str]) -> sparse.csr_matrix:
 
 
 def embedding_features(texts: list[str], model_path: str) -> np.ndarray:
-    """Sentence embeddings from a local sentence-transformers model folder, L2-normalised, shifted to be >= 0.
-
-    The shift keeps the features valid for the naive-Bayes member of the committee (it needs non-negative input); it
-    does not change cosine geometry enough to matter for a linear model.
-    """
+    """Sentence embeddings from a local sentence-transformers model folder, L2-normalised, float32."""
     folder = Path(model_path)
     if not folder.is_dir():
         raise FeaturizerUnavailable(f"SELECTION_EMBEDDING_MODEL_PATH={model_path} is not a folder with a model.")
@@ -69,9 +83,9 @@ def embedding_features(texts: list[str], model_path: str) -> np.ndarray:
     if importlib.util.find_spec("sentence_transformers") is None:
         raise FeaturizerUnavailable(
             "SELECTION_EMBEDDING_MODEL_PATH is set but the sentence-transformers package is not installed; install "
-            "it (pip install sentence-transformers) or unset the variable to use TF-IDF features."
+            "it (pip install sentence-transformers) or unset the variable to use TF-IDF features alone."
         )
-    return embedding_cache(folder).vectors(texts, encode=lambda missing: encode_texts(folder, missing)) + 1.0
+    return embedding_cache(folder).vectors(texts, encode=lambda missing: encode_texts(folder, missing))
 
 
 def encode_texts(folder: Path, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
@@ -195,9 +209,8 @@ def _marks(chunk: list) -> str:
     return ", ".join("?" * len(chunk))
 
 
-def featurize(texts: list[str]):
-    """The project's feature matrix, by the featurizer the settings choose."""
+def featurize(texts: list[str]) -> Features:
+    """TF-IDF n-grams of ``texts``, with the configured model's embeddings beside them if there is one."""
     model_path = getattr(settings, "SELECTION_EMBEDDING_MODEL_PATH", "")
-    if model_path:
-        return embedding_features(texts, model_path)
-    return tfidf_features(texts)
+    embeddings = embedding_features(texts, model_path) if model_path else None
+    return Features(tfidf_features(texts), embeddings)

@@ -270,7 +270,7 @@ def _run(*, project: Project, scoring_round: ScoringRound) -> None:
     scoring_round.human_labels = sum(1 for r in rows if r.human is not None)
     scoring_round.items_scored = len(rows) if scores is not None else 0
     scoring_round.metrics.update({
-        "features": "embedding" if getattr(settings, "SELECTION_EMBEDDING_MODEL_PATH", "") else "tfidf",
+        "features": "tfidf+embedding" if getattr(settings, "SELECTION_EMBEDDING_MODEL_PATH", "") else "tfidf",
         "folds": scores.folds if scores else 0,
         "error_model": scores.error_model if scores else False,
         "cv_human_agreement": _rounded(scores.cv_human_agreement) if scores else None,

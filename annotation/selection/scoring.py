@@ -2,20 +2,24 @@
 
 How the signals combine
 -----------------------
-1. **Classifier.** A committee of two linear models on the same features (NB-LR: logistic regression on features
-   scaled by naive-Bayes log-count ratios, the "NBSVM" of Wang & Manning 2012, strong on short sentiment-like texts;
-   and complement naive Bayes) is trained on every item with a label: items a person accepted carry their final label
-   with weight ``HUMAN_WEIGHT``; the other items carry the LLM's proposal with weight 1 (cold start: LLM labels
-   only), except the LLM labels that confident learning flags (below), which carry ``SUSPECT_WEIGHT`` (0: left out).
-   Items with no label (LLM abstained) and rejected items are not trained on.
+1. **Classifier.** A committee of linear models is trained on every item with a label: items a person accepted carry
+   their final label with weight ``HUMAN_WEIGHT``; the other items carry the LLM's proposal with weight 1 (cold start:
+   LLM labels only), except the LLM labels that confident learning flags (below), which carry ``SUSPECT_WEIGHT`` (0:
+   left out). Items with no label (LLM abstained) and rejected items are not trained on. Members: NB-LR (logistic
+   regression on features scaled by naive-Bayes log-count ratios, the "NBSVM" of Wang & Manning 2012, strong on short
+   sentiment-like texts) and complement naive Bayes, both on the TF-IDF n-grams; and, when an operator configured a
+   sentence-embedding model, plain logistic regression on the embeddings (``features.Features`` carries both parts;
+   ``OnPart`` gives each member its own). Embeddings join the n-grams rather than replace them: on mr_gpt35 they
+   measured better beside TF-IDF and worse instead of it (bench/RESULTS.md).
 2. **Out of fold.** Items the committee trained on are scored by the fold models that did *not* see them (K-fold
    cross-validation), so the model cannot simply repeat the label it was given. Items outside training are scored by
    the average of the fold models.
    **Confident learning** (Northcutt et al. 2021, as in cleanlab) runs first, on the same folds: complement naive
-   Bayes alone, fitted per fold, gives each trained item out-of-fold class probabilities; an LLM-labelled item (never
-   a person's) is flagged when its most probable class is not the LLM's label and some other class reaches that
-   class's threshold (the mean probability of the class over the items labelled with it). The committee then learns
-   less of the LLM's systematic errors; flagged items are still scored, out of fold, like the others.
+   Bayes alone, on the n-grams, fitted per fold, gives each trained item out-of-fold class probabilities; an
+   LLM-labelled item (never a person's) is flagged when its most probable class is not the LLM's label and some other
+   class reaches that class's threshold (the mean probability of the class over the items labelled with it). The
+   committee then learns less of the LLM's systematic errors; flagged items are still scored, out of fold, like the
+   others.
 3. **Signals** per item, all from those out-of-fold probabilities: ``p_llm_label`` (the probability the committee gives
    to the LLM's label: low = disagreement, as in confident learning / FreeAL), modAL's ``least_confident``,
    ``margin`` and ``entropy``, committee disagreement (modAL ``vote_entropy`` and ``KL_max_disagreement``), and the
@@ -43,10 +47,12 @@ from modAL.disagreement import KL_max_disagreement, vote_entropy
 from modAL.models import ActiveLearner, Committee
 from modAL.uncertainty import classifier_entropy, classifier_margin, classifier_uncertainty
 from scipy import sparse
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.naive_bayes import ComplementNB
+
+from annotation.selection.features import Features
 
 HUMAN_WEIGHT = 3.0
 MIN_ERROR_EXAMPLES = 5
@@ -91,7 +97,7 @@ class NBLogisticRegression(ClassifierMixin, BaseEstimator):
     Each feature is multiplied by log(P(feature | class) / P(feature | other classes)), estimated from the (weighted)
     training rows with add-``alpha`` smoothing, so the regression starts from naive Bayes' evidence and corrects it.
     Two classes: one ratio and one regression. More: one-vs-rest, the class probabilities normalised to sum to 1.
-    Features must be non-negative (TF-IDF, shifted embeddings).
+    Features must be non-negative (TF-IDF).
     """
 
     def __init__(self, C: float = 4.0, alpha: float = 1.0, max_iter: int = 300, random_state: int | None = None):
@@ -137,11 +143,34 @@ def _scaled(X, ratio: np.ndarray):
     return np.asarray(X) * ratio
 
 
-def committee_members(seed: int) -> list:
-    return [
-        NBLogisticRegression(C=4.0, max_iter=300, random_state=seed),
-        ComplementNB(alpha=0.3),
+class OnPart(ClassifierMixin, BaseEstimator):
+    """``estimator`` fitted on one part of ``Features`` (``"ngrams"`` or ``"embeddings"``), so one committee can
+    hold members that read different features."""
+
+    def __init__(self, estimator, part: str):
+        self.estimator = estimator
+        self.part = part
+
+    def fit(self, X: Features, y, sample_weight=None):
+        self.estimator_ = clone(self.estimator).fit(getattr(X, self.part), y, sample_weight=sample_weight)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def predict_proba(self, X: Features) -> np.ndarray:
+        return self.estimator_.predict_proba(getattr(X, self.part))
+
+    def predict(self, X: Features) -> np.ndarray:
+        return self.estimator_.predict(getattr(X, self.part))
+
+
+def committee_members(seed: int, *, embeddings: bool = False) -> list:
+    members = [
+        OnPart(NBLogisticRegression(C=4.0, max_iter=300, random_state=seed), "ngrams"),
+        OnPart(ComplementNB(alpha=0.3), "ngrams"),
     ]
+    if embeddings:
+        members.append(OnPart(LogisticRegression(C=4.0, max_iter=1000, random_state=seed), "embeddings"))
+    return members
 
 
 def _committee(models) -> Committee:
@@ -150,8 +179,8 @@ def _committee(models) -> Committee:
     return Committee(learner_list=[ActiveLearner(estimator=m) for m in models])
 
 
-def _fit_members(X, y, w, seed: int) -> list:
-    models = committee_members(seed)
+def _fit_members(X: Features, y, w, seed: int) -> list:
+    models = committee_members(seed, embeddings=X.embeddings is not None)
     for model in models:
         model.fit(X, y, sample_weight=w)
     return models
@@ -165,7 +194,7 @@ def _full_proba(committee: Committee, X, k: int) -> np.ndarray:
 
 
 def score(
-    X,
+    X: Features | sparse.spmatrix,
     *,
     llm: list[str | None],
     human: list[str | None],
@@ -176,8 +205,9 @@ def score(
     """Score every row of X. ``llm[i]``: the LLM's label (None if it abstained); ``human[i]``: a person's label or None.
 
     ``trainable_llm`` masks rows whose LLM label may be trained on (False for rejected items). Returns None when there
-    are fewer than two classes or too few labelled rows to cross-validate.
+    are fewer than two classes or too few labelled rows to cross-validate. A bare matrix is taken as TF-IDF n-grams.
     """
+    X = X if isinstance(X, Features) else Features(X)
     n = X.shape[0]
     trainable_llm = np.ones(n, bool) if trainable_llm is None else trainable_llm
     llm_confidence = np.full(n, np.nan) if llm_confidence is None else np.asarray(llm_confidence, float)
@@ -201,7 +231,7 @@ def score(
     # Classes with fewer members than folds cannot be stratified; they are spread across folds as far as they go.
     strat = np.where(counts[y[train]] >= folds, y[train], -1)
     splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(len(train)), strat))
-    suspect = suspect_llm_labels(X, y, w, train, human_mask, splits, k)
+    suspect = suspect_llm_labels(X.ngrams, y, w, train, human_mask, splits, k)
     w = np.where(suspect, SUSPECT_WEIGHT, w)
 
     proba = np.zeros((n, k))
