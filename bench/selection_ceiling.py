@@ -47,43 +47,28 @@ django.setup()
 
 from annotation.selection.features import tfidf_features  # noqa: E402
 from annotation.selection.scoring import NBLogisticRegression  # noqa: E402
+from annotation_efficiency import first_crossings  # noqa: E402  (bench/, the script's own folder)
 
-THRESHOLDS = (0.95, 0.98, 0.99)
 FOLDS = 5
 
 
-def reviews_to(order: np.ndarray, wrong: np.ndarray) -> dict:
-    """Share of items reviewed, in ``order``, before curated accuracy reaches each threshold (None if never)."""
-    n = len(wrong)
-    remaining = wrong.sum() - np.cumsum(wrong[order])
-    out = {}
-    for t in THRESHOLDS:
-        allowed = int(np.floor((1 - t) * n + 1e-9))
-        if wrong.sum() <= allowed:
-            out[str(t)] = 0.0
-            continue
-        hit = np.flatnonzero(remaining <= allowed)
-        out[str(t)] = round(float((hit[0] + 1) / n), 4) if len(hit) else None
-    return out
-
-
-def route(p_llm: np.ndarray, has_llm: np.ndarray, wrong: np.ndarray, rows: np.ndarray) -> dict:
-    """Review abstentions first, then lowest p_llm first; measured over ``rows``."""
+def route(p_llm: np.ndarray, has_llm: np.ndarray, wrong: np.ndarray, rows: np.ndarray, records: list[dict]) -> dict:
+    """Review abstentions first, then lowest p_llm first; measured over ``rows`` (indices into ``records``)."""
     ambiguity = np.where(has_llm[rows], 1.0 - p_llm[rows], 2.0)
     order = np.argsort(-ambiguity, kind="stable")
     labelled = has_llm[rows]
     auc = roc_auc_score(wrong[rows][labelled], 1.0 - p_llm[rows][labelled])
-    return {"auc": round(float(auc), 3), "reviews_to": reviews_to(order, wrong[rows])}
+    return {"auc": round(float(auc), 3), "reviews_to": first_crossings(order.tolist(), [records[i] for i in rows])}
 
 
-def with_error_model(p_llm, llm_idx, has_llm, wrong, rows, k) -> dict:
+def with_error_model(p_llm, llm_idx, has_llm, wrong, rows, k, records) -> dict:
     """The app's error-model signals (logit of p_llm, the LLM's label), fitted on every item's true error."""
     p = np.clip(p_llm, 1e-4, 1 - 1e-4)
     onehot = np.eye(k)[np.maximum(llm_idx, 0)]
     signals = np.column_stack([np.log(p / (1 - p)), onehot])
     fit = rows[has_llm[rows]]
     model = LogisticRegression(max_iter=2000).fit(signals[fit], wrong[fit])
-    return route(1.0 - model.predict_proba(signals)[:, 1], has_llm, wrong, rows)
+    return route(1.0 - model.predict_proba(signals)[:, 1], has_llm, wrong, rows, records)
 
 
 def out_of_fold(make, X, y, splits, k) -> np.ndarray:
@@ -168,15 +153,15 @@ def main() -> None:
     def add(name: str, proba: np.ndarray, rows_measured: np.ndarray = every) -> None:
         p_llm = np.where(has_llm, proba[every, np.maximum(llm_idx, 0)], 0.0)
         accuracy = float((proba[rows_measured].argmax(1) == y[rows_measured]).mean())
-        plain = route(p_llm, has_llm, wrong, rows_measured)
-        learned = with_error_model(p_llm, llm_idx, has_llm, wrong, rows_measured, k)
+        plain = route(p_llm, has_llm, wrong, rows_measured, rows)
+        learned = with_error_model(p_llm, llm_idx, has_llm, wrong, rows_measured, k, rows)
         results[name] = {"items": int(len(rows_measured)), "gold_accuracy": round(accuracy, 3), "router": plain,
                          "with_error_model": learned}
         print(f"{name:34s} items {len(rows_measured):5d}  accuracy {accuracy:.3f}  "
               f"AUC {plain['auc']:.3f} -> {learned['auc']:.3f}  "
               f"to 95/98/99%: {plain['reviews_to']} | with error model {learned['reviews_to']}", flush=True)
 
-    oracle = reviews_to(np.argsort(~wrong, kind="stable"), wrong)
+    oracle = first_crossings(np.flatnonzero(wrong).tolist(), rows)
     print(f"{args.path.name}: {n} items, LLM accuracy {1 - wrong.mean():.3f}, oracle {oracle}")
     X = tfidf_features(texts)
     tfidf = out_of_fold(NBLogisticRegression, X, y, splits, k)
