@@ -223,7 +223,7 @@ class Item(models.Model):
                 name="item_queue_order",
             ),
             # Review queue, second opinions: WHERE project_id = ? AND status IN ('accepted', 'rejected')
-            # AND review_count >= 1 AND review_count < reviews_required ORDER BY id (annotation/queue.py).
+            # AND review_count >= 1 AND review_count < reviews_required ORDER BY id (annotation/queue/services.py).
             models.Index(
                 fields=["project", "id"],
                 condition=Q(status__in=["accepted", "rejected"], review_count__gte=1,
@@ -281,7 +281,7 @@ class ReviewAction(models.TextChoices):
     FILTER = "filter", "Filtered"
     REOPEN = "reopen", "Reopened"
     IMPORT = "import", "Imported"
-    # A lead renamed or merged a label; the item's labels were rewritten (annotation/schema.py).
+    # A lead renamed or merged a label; the item's labels were rewritten (annotation/projects/schema.py).
     RELABEL = "relabel", "Relabelled"
 
 
@@ -329,7 +329,7 @@ class Review(models.Model):
             models.Index(fields=["item", "-id"], name="review_item_recent"),
             # Undo: WHERE project_id = ? AND user_id = ? ORDER BY id DESC LIMIT 50.
             models.Index(fields=["project", "user", "-id"], name="review_project_user_recent"),
-            # The queue page's counters of the annotator's own reviews today / in the last hour (annotation/queue.py
+            # The queue page's counters of the annotator's own reviews today / in the last hour (annotation/queue/services.py
             # queue_progress): WHERE project_id = ? AND user_id = ? AND created_at >= ?.
             models.Index(fields=["project", "user", "created_at"], name="review_project_user_created"),
             # Retraining trigger: human decisions since the last round, WHERE project_id = ? AND id > ? AND user_id IS
@@ -414,7 +414,7 @@ class ImportJob(models.Model):
 
 
 class DashboardSnapshot(models.Model):
-    """The cached result of one heavy dashboard computation (annotation/dashboard.py), one row per project and kind.
+    """The cached result of one heavy dashboard computation (annotation/dashboard/services.py), one row per project and kind.
 
     ``pending_since`` is set when a refresh is queued and cleared when it is done, so a busy page asks once.
     """
@@ -471,7 +471,7 @@ class EvaluationRun(models.Model):
 
 
 class LoginFailure(models.Model):
-    """One failed sign-in, counted by annotation/ratelimit.py to throttle password guessing across web processes.
+    """One failed sign-in, counted by annotation/accounts/throttle.py to throttle password guessing across web processes.
 
     Rows older than the throttle window are pruned when a new failure is written.
     """

@@ -108,10 +108,11 @@ def baselines(rows: list[dict], seed: int) -> dict:
 
 
 def make_project(rows: list[dict], *, name: str, audit_rate: float, budget: float, batch_reviews: int):
-    from annotation import services
-    from annotation.importing import ImportFailed, ImportOptions, import_rows, import_validate, items_import
-    from annotation.models import Label, Project
     from django.contrib.auth import get_user_model
+
+    from annotation.io.importing import ImportFailed, ImportOptions, import_rows, import_validate, items_import
+    from annotation.models import Label, Project
+    from annotation.projects import services
 
     User = get_user_model()
     lead, _ = User.objects.get_or_create(username="bench-lead")
@@ -143,7 +144,7 @@ def make_project(rows: list[dict], *, name: str, audit_rate: float, budget: floa
 
 def review_queue(project, reviewer, rows: list[dict], row_of: dict, on_review=None) -> int:
     """The simulated reviewer: claim items from the app's queue and answer each with gold until it is empty."""
-    from annotation.queue import item_review, queue_claim
+    from annotation.queue.services import item_review, queue_claim
 
     done = 0
     while (item := queue_claim(project=project, user=reviewer)) is not None:
@@ -207,7 +208,7 @@ def audit_coverage(rows: list[dict], seeds: int, log) -> float:
                                          batch_reviews=10**6)
         row_of = row_index(project)
         selection_run_round(project=project, trigger="bench")
-        from annotation.queue import item_review
+        from annotation.queue.services import item_review
 
         for item in Item.objects.filter(project=project, is_audit=True, status=Status.NEEDS_REVIEW):
             item_review(project=project, item_id=item.pk, user=reviewer, action="accept",

@@ -81,8 +81,8 @@ ITEM_COLUMNS = ("text", "extra", "source", "status", "proposed_labels", "llm_vot
 def build(n: int) -> dict:
     from django.db import connection, transaction
 
-    from annotation import services
     from annotation.models import AttributeDimension, Label
+    from annotation.projects import services
     from tests.factories import make_user
 
     lead = make_user(f"bench-lead-{os.getpid()}")
@@ -179,7 +179,7 @@ def main():
     setup_django()
     from django.db import connection
 
-    from annotation import dashboard
+    from annotation.dashboard import services as dashboard
     from annotation.models import DashboardSnapshot
 
     if connection.vendor != "postgresql":

@@ -58,8 +58,8 @@ def stop_server(proc: subprocess.Popen) -> None:
 def make_project(name: str):
     from django.contrib.auth import get_user_model
 
-    from annotation import services as annotation_services
     from annotation.models import Item, Label, Source, Status, content_hash
+    from annotation.projects import services as annotation_services
 
     user, _ = get_user_model().objects.get_or_create(username="bench")
     project = annotation_services.project_create(name=name, lead=user, description="Sentiment of short reviews.")

@@ -59,7 +59,7 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
 
 def phase_import(project_id: int, path: str) -> dict:
     """The whole job as an upload runs it (validate, write in one transaction, progress, ANALYZE), minus the queue."""
-    from annotation import importing
+    from annotation.io import importing
     from annotation.models import Project
 
     project = Project.objects.get(pk=project_id)
@@ -77,7 +77,7 @@ def phase_import(project_id: int, path: str) -> dict:
 
 def phase_validate(project_id: int, path: str) -> dict:
     """The validation pass alone, to split the import's time between checking and writing."""
-    from annotation import importing
+    from annotation.io import importing
     from annotation.models import Project
 
     options = importing.ImportOptions(format="csv", label_column="gold", llm_label_column="llm",
@@ -89,7 +89,7 @@ def phase_validate(project_id: int, path: str) -> dict:
 
 
 def phase_export(project_id: int, fmt: str, provenance: bool) -> dict:
-    from annotation import exporting
+    from annotation.io import exporting
     from annotation.models import Project
 
     project = Project.objects.get(pk=project_id)
@@ -157,8 +157,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from annotation import services
     from annotation.models import Label
+    from annotation.projects import services
 
     if connection.vendor != "postgresql":
         raise SystemExit("bench/io.py compares with PostgreSQL's COPY: set DATABASE_URL to a PostgreSQL database")

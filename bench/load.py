@@ -151,8 +151,8 @@ def build(n: int, annotators: int, password: str) -> dict:
     from django.contrib.auth.hashers import make_password
     from django.db import connection, transaction
 
-    from annotation import services
     from annotation.models import Item, Label, Membership, Role
+    from annotation.projects import services
     from generation.models import GenerationJob, JobMode, JobStatus
 
     tag = f"{os.getpid()}-{n}"
@@ -608,7 +608,7 @@ def verify(*, built: dict, people: list[Annotator], started_at) -> dict:
 # --- The browse phase ------------------------------------------------------------------------------------------------
 
 def run_browse(*, built: dict, server: Server, password: str, requests: int) -> dict:
-    from annotation import dashboard
+    from annotation.dashboard import services as dashboard
     from annotation.models import Item, Status
 
     project = built["project"]

@@ -42,8 +42,9 @@ def setup_django() -> None:
 
 
 def build(n_items: int):
-    from annotation.models import Item, Label, Membership, Project, Role, Status
     from django.contrib.auth import get_user_model
+
+    from annotation.models import Item, Label, Membership, Project, Role, Status
 
     User = get_user_model()
     lead = User.objects.create_user(f"bench-lead-{time.time_ns()}")
@@ -87,9 +88,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
     setup_django()
-    from annotation import browse, queue
-    from annotation.models import Item
     from django.db import connection
+
+    from annotation.items import selectors as browse
+    from annotation.models import Item
+    from annotation.queue import services as queue
 
     start = time.perf_counter()
     project, annotator = build(args.items)

@@ -45,9 +45,10 @@ import django  # noqa: E402
 
 django.setup()
 
+from annotation_efficiency import first_crossings  # noqa: E402  (bench/, the script's own folder)
+
 from annotation.selection.features import tfidf_features  # noqa: E402
 from annotation.selection.scoring import NBLogisticRegression  # noqa: E402
-from annotation_efficiency import first_crossings  # noqa: E402  (bench/, the script's own folder)
 
 FOLDS = 5
 

@@ -62,8 +62,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from annotation import services
     from annotation.models import Item, Label, Status
+    from annotation.projects import services
     from annotation.selection import selection_run_round
 
     call_command("migrate", verbosity=0)

@@ -23,6 +23,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from annotation.items.services import ServiceError, item_snapshot
 from annotation.models import (
     AttributeDimension,
     Item,
@@ -33,12 +34,10 @@ from annotation.models import (
     Source,
     Status,
 )
-from annotation.services import ServiceError, item_snapshot
 from annotation.selection import selection_request_round
 from generation import engine, filters, prompts
 from generation.models import GenerationBatch, GenerationJob, JobEvent, JobMode, JobStatus, NearDuplicateKey
 from generation.providers import OFFLINE, Provider, ProviderConfigError, provider_for
-
 
 MAX_CELLS = 2000
 MAX_POOL_ITEMS = 20000

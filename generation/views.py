@@ -3,9 +3,9 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from annotation.errors import ServiceError
 from annotation.permissions import LEAD, project_view
-from annotation.selectors import project_label_names
-from annotation.services import ServiceError
+from annotation.projects.selectors import project_label_names
 from generation import selectors, services
 from generation.forms import JobStartForm
 

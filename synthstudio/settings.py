@@ -96,9 +96,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Login throttling (annotation/ratelimit.py): failed sign-ins per account name and per client address in a sliding
+# Login throttling (annotation/accounts/throttle.py): failed sign-ins per account name and per client address in a sliding
 # window, stored in the database so that every web process sees the same counts.
-AUTHENTICATION_BACKENDS = ["annotation.ratelimit.ThrottledModelBackend"]
+AUTHENTICATION_BACKENDS = ["annotation.accounts.throttle.ThrottledModelBackend"]
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_LIMIT_PER_ADDRESS = env_int("LOGIN_FAILURE_LIMIT_PER_ADDRESS", 50)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)

@@ -3,8 +3,8 @@ import itertools
 
 from django.contrib.auth import get_user_model
 
-from annotation import services
 from annotation.models import Item, Label, Membership, Project, Role, Source, Status
+from annotation.projects import services
 
 _seq = itertools.count(1)
 

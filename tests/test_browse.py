@@ -4,8 +4,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from annotation import browse, queue
+from annotation.items import selectors as browse
 from annotation.models import Item, Source, Status
+from annotation.queue import services as queue
 from tests.factories import make_item, make_project, make_user
 
 HX = {"HX-Request": "true"}

@@ -4,7 +4,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from annotation import dashboard, metrics, services
+from annotation.dashboard import metrics
+from annotation.dashboard import services as dashboard
+from annotation.items import services
 from annotation.models import (
     AttributeDimension,
     DashboardSnapshot,
@@ -34,7 +36,7 @@ def decide(item, user, action, labels=None):
 
 
 def second_opinion(item, user, labels=None, rejected=False):
-    """A second opinion on an overlap item, in the shape annotation/queue.py logs it."""
+    """A second opinion on an overlap item, in the shape annotation/queue/services.py logs it."""
     item.refresh_from_db()
     item.version += 1
     item.review_count += 1
@@ -237,7 +239,7 @@ def test_page_runs_a_fixed_number_of_queries(client, project, lead, size, django
 
 def test_refresh_is_asked_once_until_done(project, django_capture_on_commit_callbacks, monkeypatch):
     sent = []
-    monkeypatch.setattr("annotation.dashboard_tasks.dashboard_refresh.delay_on_commit", sent.append)
+    monkeypatch.setattr("annotation.dashboard.tasks.dashboard_refresh.delay_on_commit", sent.append)
     assert dashboard.dashboard_refresh_request(project=project) is True
     assert dashboard.dashboard_refresh_request(project=project, force=True) is False
     assert sent == [project.pk]
@@ -251,7 +253,7 @@ def test_refresh_is_asked_once_until_done(project, django_capture_on_commit_call
 
 
 def test_a_refresh_left_pending_by_a_dead_worker_is_asked_again(project, monkeypatch):
-    monkeypatch.setattr("annotation.dashboard_tasks.dashboard_refresh.delay_on_commit", lambda pk: None)
+    monkeypatch.setattr("annotation.dashboard.tasks.dashboard_refresh.delay_on_commit", lambda pk: None)
     dashboard.dashboard_refresh_request(project=project)
     DashboardSnapshot.objects.filter(project=project).update(
         pending_since=timezone.now() - dashboard.PENDING_TIMEOUT - timezone.timedelta(seconds=1))
@@ -288,7 +290,7 @@ MATRIX = [
 @pytest.mark.parametrize("who", VISITORS)
 @pytest.mark.parametrize("name,method,expected", MATRIX, ids=[m[0] for m in MATRIX])
 def test_permission_matrix(request, client, project, who, name, method, expected, monkeypatch):
-    monkeypatch.setattr("annotation.dashboard_tasks.dashboard_refresh.delay_on_commit", lambda pk: None)
+    monkeypatch.setattr("annotation.dashboard.tasks.dashboard_refresh.delay_on_commit", lambda pk: None)
     response = getattr(visitor(request, client, who), method)(reverse(name, args=[project.pk]))
     assert response.status_code == expected[who]
     if who == "anonymous":
@@ -305,7 +307,7 @@ def test_nav_shows_the_dashboard_tab_to_leads_only(client, project, lead, annota
 
 def test_first_visit_asks_for_numbers_and_polls(client, project, lead, monkeypatch):
     sent = []
-    monkeypatch.setattr("annotation.dashboard_tasks.dashboard_refresh.delay_on_commit", sent.append)
+    monkeypatch.setattr("annotation.dashboard.tasks.dashboard_refresh.delay_on_commit", sent.append)
     client.force_login(lead)
     body = client.get(reverse("dashboard", args=[project.pk])).content.decode()
     assert sent == [project.pk]
@@ -336,7 +338,7 @@ def test_full_page_shows_charts_with_their_numbers(client, project, lead, review
 
 def test_refresh_button_without_and_with_htmx(client, project, lead, monkeypatch):
     sent = []
-    monkeypatch.setattr("annotation.dashboard_tasks.dashboard_refresh.delay_on_commit", sent.append)
+    monkeypatch.setattr("annotation.dashboard.tasks.dashboard_refresh.delay_on_commit", sent.append)
     client.force_login(lead)
     url = reverse("dashboard_refresh", args=[project.pk])
     response = client.post(url)

@@ -7,7 +7,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from annotation import dashboard, evaluation, services
+from annotation.dashboard import evaluation
+from annotation.dashboard import services as dashboard
+from annotation.items import services
 from annotation.models import EvaluationRun, Item, ReviewAction, Source, Status
 from tests.factories import make_item, make_project
 
@@ -121,7 +123,7 @@ def _upload(name="gold.csv", content=GOLD_CSV):
 def test_upload_without_htmx_queues_a_run_and_redirects(client, project, lead, django_capture_on_commit_callbacks,
                                                         monkeypatch):
     sent = []
-    monkeypatch.setattr("annotation.dashboard_tasks.evaluation_run.delay", sent.append)
+    monkeypatch.setattr("annotation.dashboard.tasks.evaluation_run.delay", sent.append)
     client.force_login(lead)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("evaluation_create", args=[project.pk]), _upload())
@@ -132,7 +134,7 @@ def test_upload_without_htmx_queues_a_run_and_redirects(client, project, lead, d
 
 
 def test_upload_with_htmx_redirects_the_client(client, project, lead, monkeypatch):
-    monkeypatch.setattr("annotation.dashboard_tasks.evaluation_run.delay", lambda pk: None)
+    monkeypatch.setattr("annotation.dashboard.tasks.evaluation_run.delay", lambda pk: None)
     client.force_login(lead)
     response = client.post(reverse("evaluation_create", args=[project.pk]), _upload(), headers={"HX-Request": "true"})
     assert response.status_code == 200
@@ -140,7 +142,7 @@ def test_upload_with_htmx_redirects_the_client(client, project, lead, monkeypatc
 
 
 def test_a_bad_upload_shows_the_row_error_with_and_without_htmx(client, project, lead, monkeypatch):
-    monkeypatch.setattr("annotation.dashboard_tasks.dashboard_refresh.delay_on_commit", lambda pk: None)
+    monkeypatch.setattr("annotation.dashboard.tasks.dashboard_refresh.delay_on_commit", lambda pk: None)
     client.force_login(lead)
     url = reverse("evaluation_create", args=[project.pk])
     bad = "text,label\nfine,positive\nbad,<b>neutral</b>\n"

@@ -9,10 +9,10 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from annotation import exporting
-from annotation.exporting import ExportFilters
+from annotation.io import exporting
+from annotation.io.exporting import ExportFilters
+from annotation.items.services import item_transition
 from annotation.models import Project, ReviewAction, Source, Status
-from annotation.services import item_transition
 from tests.factories import make_item
 
 VISITORS = ["lead", "annotator", "outsider", "anonymous"]

@@ -157,7 +157,7 @@ def test_a_hostile_generated_item_is_escaped_on_the_item_page(client, project, l
 
 
 def test_a_real_worker_runs_a_job_end_to_end(celery_worker_process, project, lead, llm_server, monkeypatch):
-    from tests.conftest import start_worker, stop_worker, TEST_QUEUE
+    from tests.conftest import TEST_QUEUE, start_worker, stop_worker
 
     # The fixture's worker does not know the loopback server; restart it with the server in its environment.
     stop_worker(celery_worker_process)

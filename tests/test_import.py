@@ -8,8 +8,8 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from annotation import importing
-from annotation.importing import ImportOptions, ImportRow, import_job_create, import_job_run, items_import
+from annotation.io import importing
+from annotation.io.importing import ImportOptions, ImportRow, import_job_create, import_job_run, items_import
 from annotation.models import ImportJob, Item, Review, Status, content_hash
 from tests.factories import make_item
 

@@ -1,8 +1,8 @@
 """The parts meet: generation hands new items to routing, reviews trigger retraining, routing asks for overlap."""
 import pytest
 
-from annotation import queue
 from annotation.models import Item, ScoringRound, Status
+from annotation.queue import services as queue
 from annotation.selection import selection_run_round
 from generation.models import JobMode
 from synthstudio.celery import app as celery_app

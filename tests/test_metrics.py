@@ -1,7 +1,7 @@
 """Each quality measure against a small example computed by hand (or taken from the measure's textbook)."""
 import pytest
 
-from annotation import metrics
+from annotation.dashboard import metrics
 
 
 def test_distinct_n_on_a_tiny_corpus():

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from annotation import queue
 from annotation.models import Item
+from annotation.queue import services as queue
 from synthstudio.lib.prepared import Prepared
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from annotation import selectors
 from annotation.models import (
     AttributeDimension,
     ImportJob,
@@ -19,6 +18,7 @@ from annotation.models import (
     ScoringRound,
     Status,
 )
+from annotation.projects import selectors
 from generation.models import GenerationJob, JobEvent, JobMode
 from tests.factories import add_member, make_item, make_user
 

@@ -6,7 +6,7 @@ planner can use to answer the query in order, not whether it prefers a bitmap (a
 import pytest
 from django.db import connection, transaction
 
-from annotation import browse
+from annotation.items import selectors as browse
 from annotation.models import Item
 from generation import selectors
 from generation.models import GenerationJob, JobMode
@@ -65,8 +65,8 @@ def test_the_retraining_trigger_counts_human_decisions_from_their_own_index(proj
 def test_the_queue_claims_and_counts_from_the_queue_index(project, lead):
     from django.utils import timezone
 
-    from annotation import queue
     from annotation.models import Status
+    from annotation.queue import services as queue
 
     for i in range(3):
         make_item(project, status=Status.NEEDS_REVIEW, ambiguity=i / 3)

@@ -4,9 +4,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from annotation import queue
+from annotation.errors import ServiceError, StaleItem
+from annotation.items.services import items_apply_overlap
 from annotation.models import Item, Review, ReviewAction, Status
-from annotation.services import ServiceError, StaleItem
+from annotation.queue import services as queue
 from tests.factories import add_member, make_item, make_project, make_user
 
 
@@ -243,7 +244,7 @@ def test_undo_is_refused_when_someone_changed_the_item_since(project, annotator,
     item = make_item(project)
     review(project, annotator, item)
     item.refresh_from_db()
-    from annotation.services import item_transition
+    from annotation.items.services import item_transition
     item_transition(item=item, to=Status.NEEDS_REVIEW, action=ReviewAction.REOPEN, user=lead)
     with pytest.raises(StaleItem, match="someone changed that item"):
         queue.item_undo(project=project, user=annotator)
@@ -306,13 +307,13 @@ def test_items_apply_overlap_marks_a_stable_share(project):
     reviewed = items[0]
     Item.objects.filter(pk=reviewed.pk).update(review_count=1)
     ids = [item.pk for item in items]
-    marked = queue.items_apply_overlap(project=project, item_ids=ids)
+    marked = items_apply_overlap(project=project, item_ids=ids)
     assert 35 <= marked <= 85
-    assert queue.items_apply_overlap(project=project, item_ids=ids) == 0
+    assert items_apply_overlap(project=project, item_ids=ids) == 0
     assert Item.objects.filter(reviews_required=3).count() == marked
     assert set(Item.objects.values_list("reviews_required", flat=True)) == {1, 3}
     project.overlap_rate = 0
-    assert queue.items_apply_overlap(project=project, item_ids=ids) == 0
+    assert items_apply_overlap(project=project, item_ids=ids) == 0
 
 
 def test_progress_counts_the_queue_and_my_reviews(project, annotator, second):

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 from django.db import connection
 
-from annotation import queue
 from annotation.models import Item, Review, ReviewAction
+from annotation.queue import services as queue
 from tests.factories import add_member, make_item, make_project, make_user
 
 WORKERS = 4

@@ -12,8 +12,8 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from annotation import queue
 from annotation.models import Item, Project, Review
+from annotation.queue import services as queue
 from tests.conftest import REPO, require, worker_env
 from tests.factories import make_item, make_user
 from tests.test_urlconf_permissions import ROUTES, fill, world  # noqa: F401 - world is a fixture

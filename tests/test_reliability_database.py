@@ -13,8 +13,8 @@ from django.db import InterfaceError, OperationalError, connection
 from django.test import Client
 from django.urls import reverse
 
-from annotation import queue
 from annotation.models import Item, Review, Source, Status
+from annotation.queue import services as queue
 from generation import services
 from generation.models import GenerationBatch, JobMode, JobStatus
 from tests.factories import make_item

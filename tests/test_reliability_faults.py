@@ -1,8 +1,8 @@
 """The LLM endpoint failing one request in five, timeouts included (tests/test_generation.py covers the same mix
 without hangs): the job still completes and every requested sample is accounted for exactly once."""
+from annotation.models import Item, Source, Status
 from generation import services
 from generation.models import JobMode, JobStatus
-from annotation.models import Item, Source, Status
 from tests.factories import make_item
 
 

@@ -3,8 +3,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from annotation import exporting, importing
-from annotation.exporting import ExportFilters
+from annotation.io import exporting, importing
+from annotation.io.exporting import ExportFilters
 from annotation.models import Item, Status
 from tests.factories import make_item, make_project, make_user
 

@@ -2,8 +2,8 @@
 import pytest
 from django.urls import reverse
 
-from annotation import tasks
 from annotation.models import Project, ScoringRound, Status
+from annotation.selection import tasks
 from tests.factories import make_item
 from tests.test_permissions import VISITORS, visitor_client
 

@@ -93,9 +93,9 @@ def test_gunicorn_with_the_production_config_serves_the_app(tmp_path, transactio
 
 def test_the_gunicorn_config_freezes_the_loaded_heap_and_collects_again():
     code = ("import gc, sys; import synthstudio.gunicorn_conf as conf; assert not gc.isenabled(); "
-            "import django; django.setup(); assert 'annotation.views.queue' not in sys.modules; "
+            "import django; django.setup(); assert 'annotation.queue.views' not in sys.modules; "
             "conf.when_ready(None); assert gc.isenabled() and gc.get_freeze_count() > 100000; "
-            "assert 'annotation.views.queue' in sys.modules and 'sklearn' in sys.modules; "
+            "assert 'annotation.queue.views' in sys.modules and 'sklearn' in sys.modules; "
             "conf.post_fork(None, None); assert gc.isenabled(); print('ok')")
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "synthstudio.settings"}
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)

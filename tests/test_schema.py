@@ -2,9 +2,9 @@
 import pytest
 from django.urls import reverse
 
-from annotation import schema
+from annotation.errors import ServiceError
 from annotation.models import AttributeDimension, Item, Label, Review, ReviewAction, Status
-from annotation.services import ServiceError
+from annotation.projects import schema
 from tests.factories import make_item
 
 VISITORS = ["lead", "annotator", "outsider", "anonymous"]

@@ -10,10 +10,11 @@ import json
 import tracemalloc
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
 from django.urls import reverse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from annotation.importing import ImportOptions, import_job_create, import_job_run
+from annotation.io.importing import ImportOptions, import_job_create, import_job_run
 from annotation.models import ImportJob, Item
 from tests.factories import make_item
 

@@ -6,10 +6,10 @@ import pytest
 from django.utils import timezone
 
 from annotation import selection
+from annotation.errors import ServiceError
 from annotation.models import Item, Project, Review, ReviewAction, RoutingMode, ScoringRound, Status
 from annotation.selection import rounds, scoring
 from annotation.selection.estimates import accuracy_estimate, wilson_interval
-from annotation.services import ServiceError
 from annotation.selection.features import FeaturizerUnavailable, embedding_features, tfidf_features
 from tests.factories import make_item
 
@@ -339,7 +339,7 @@ def test_rejected_audits_count_as_llm_errors(project):
 
 
 def human_review(item, user, label):
-    from annotation.services import item_transition
+    from annotation.items.services import item_transition
 
     item.refresh_from_db()
     item_transition(item=item, to=Status.ACCEPTED, action=ReviewAction.ACCEPT, user=user, final_labels=[label])
@@ -347,7 +347,7 @@ def human_review(item, user, label):
 
 def test_a_round_is_scheduled_after_retrain_every_reviews(project, annotator, monkeypatch,
                                                           django_capture_on_commit_callbacks):
-    from annotation import tasks
+    from annotation.selection import tasks
 
     sent = []
     monkeypatch.setattr(tasks.selection_round, "delay", lambda *args, **kwargs: sent.append((args, kwargs)))
@@ -365,7 +365,7 @@ def test_a_round_is_scheduled_after_retrain_every_reviews(project, annotator, mo
 
 
 def test_the_task_runs_a_due_round_and_skips_one_that_is_not(project, annotator):
-    from annotation.tasks import selection_round
+    from annotation.selection.tasks import selection_round
 
     make_pool(project)
     assert selection_round.run(project.pk) is None

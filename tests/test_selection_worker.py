@@ -2,8 +2,8 @@
 import time
 
 from annotation import selection
+from annotation.items.services import item_transition
 from annotation.models import Item, Project, ReviewAction, ScoringRound, Status
-from annotation.services import item_transition
 from tests.test_selection import make_pool
 
 

@@ -34,6 +34,8 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from annotation.errors import ServiceError
+from annotation.items.services import items_apply_overlap
 from annotation.models import (
     FINAL_STATUSES,
     Item,
@@ -47,7 +49,6 @@ from annotation.models import (
 from annotation.selection import scoring
 from annotation.selection.estimates import audit_proportion
 from annotation.selection.features import featurize
-from annotation.services import ServiceError
 from synthstudio.lib.prepared import Prepared
 
 ROUND_STALE_AFTER = timedelta(hours=1)
@@ -203,7 +204,7 @@ def selection_request_round(project_id: int, *, force: bool = False) -> bool:
     older than ROUND_REQUEST_STALE_AFTER is taken as lost (a worker died before starting it) and may be made again.
     A queued round, forced or not, routes every open item when it runs, so a dropped request loses nothing.
     """
-    from annotation.tasks import selection_round
+    from annotation.selection.tasks import selection_round
 
     now = timezone.now()
     requested = Project.objects.filter(
@@ -396,9 +397,6 @@ def _reason(scores, i: int, row: _Row, *, audit: bool, to_review: bool) -> str:
 
 
 def _write(*, project: Project, updates: list, counts: RoutingCounts) -> None:
-    # Imported here: the queue calls selection_maybe_schedule after each review, so importing it at the top is circular.
-    from annotation.queue import items_apply_overlap
-
     now = timezone.now()
     for start in range(0, len(updates), WRITE_BATCH):
         batch = updates[start:start + WRITE_BATCH]

@@ -2,7 +2,9 @@
 names stay text, a recomputation swaps the body in by itself, and a screenshot is kept for people to look at."""
 import pytest
 
-from annotation import dashboard, evaluation, services
+from annotation.dashboard import evaluation
+from annotation.dashboard import services as dashboard
+from annotation.items import services
 from annotation.models import AttributeDimension, EvaluationRun, Label, Review, ReviewAction, Status
 from tests.factories import add_member, make_item, make_project, make_user
 
@@ -47,7 +49,7 @@ def busy_project():
             decide(item, reviewer, ReviewAction.EDIT, labels=["negative"])
         else:
             decide(item, reviewer, ReviewAction.ACCEPT)
-        if n < 12:  # a second opinion, in the shape annotation/queue.py logs it
+        if n < 12:  # a second opinion, in the shape annotation/queue/services.py logs it
             other = bea if reviewer == ann else ann
             item.refresh_from_db()
             Review.objects.create(item=item, project=project, user=other, action=ReviewAction.ACCEPT, before={},
@@ -97,7 +99,7 @@ def test_recompute_swaps_the_new_numbers_in_without_a_reload(busy_project, new_p
     page.wait_for_selector("#dashboard-body svg.chart")
     page.evaluate("window.__same_page = 1")
     # No worker runs in this test: the press queues a refresh, and the body polls until the snapshot is fresh.
-    monkeypatch.setattr("annotation.dashboard_tasks.dashboard_refresh.delay_on_commit", lambda pk: None)
+    monkeypatch.setattr("annotation.dashboard.tasks.dashboard_refresh.delay_on_commit", lambda pk: None)
     page.get_by_role("button", name="Recompute now").click()
     page.wait_for_selector("text=Recomputing")
     make_item(project, "one more item")

@@ -7,9 +7,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from annotation import services
-from annotation.importing import ImportRow, items_import
+from annotation.io.importing import ImportRow, items_import
 from annotation.models import Label, Membership, Project, Role
+from annotation.projects import services
 from annotation.selection import selection_run_round
 from generation.services import job_create
 

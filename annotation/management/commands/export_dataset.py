@@ -4,12 +4,12 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation import exporting
+from annotation.io import exporting
 from annotation.models import Project, Source, Status
 
 
 class Command(BaseCommand):
-    help = "Export a project's items as CSV or JSONL (see annotation/exporting.py for the columns)."
+    help = "Export a project's items as CSV or JSONL (see annotation/io/exporting.py for the columns)."
 
     def add_arguments(self, parser):
         parser.add_argument("--project", type=int, required=True, help="project id")

@@ -4,7 +4,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation import importing
+from annotation.io import importing
 from annotation.models import ImportJob, Project
 
 

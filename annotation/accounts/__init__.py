@@ -1,0 +1,1 @@
+"""Accounts: sign-in with throttling against password guessing, sign-out."""

@@ -1,0 +1,49 @@
+"""Validation for the import upload and the export filters; the work happens in importing.py / exporting.py."""
+from django import forms
+from django.conf import settings
+
+from annotation.models import Source, Status
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(help_text="CSV with a header row, or JSONL (one JSON object per line); UTF-8.")
+    text_column = forms.CharField(max_length=200, initial="text")
+    label_column = forms.CharField(max_length=200, required=False, label="Gold/seed label column",
+                                   help_text="Rows with a label here are stored as human-verified (accepted).")
+    llm_label_column = forms.CharField(max_length=200, required=False, label="LLM label column")
+    llm_confidence_column = forms.CharField(max_length=200, required=False, label="LLM confidence column")
+    duplicates = forms.ChoiceField(
+        choices=[("skip", "Skip duplicate texts"), ("keep", "Keep duplicate texts")], initial="skip",
+        widget=forms.RadioSelect, help_text="A duplicate repeats an earlier row or an item already in the project.",
+    )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > settings.MAX_UPLOAD_BYTES:
+            raise forms.ValidationError(
+                f"The file is {upload.size / 1e6:.1f} MB; uploads are limited to "
+                f"{settings.MAX_UPLOAD_BYTES / 1e6:.1f} MB. Split it, or import it with manage.py import_items."
+            )
+        if not upload.name.lower().endswith((".csv", ".jsonl", ".ndjson")):
+            raise forms.ValidationError("Upload a .csv or .jsonl file.")
+        return upload
+
+
+class ExportForm(forms.Form):
+    format = forms.ChoiceField(choices=[("csv", "CSV"), ("jsonl", "JSONL")], initial="csv")
+    status = forms.MultipleChoiceField(choices=Status.choices, required=False,
+                                       widget=forms.CheckboxSelectMultiple, help_text="None ticked: every status.")
+    source = forms.ChoiceField(choices=[("", "any")] + list(Source.choices), required=False)
+    label = forms.ChoiceField(required=False, help_text="Only items that carry this label (final, else proposed).")
+    created_from = forms.DateField(required=False, label="Created on or after",
+                                   widget=forms.DateInput(attrs={"type": "date"}))
+    created_to = forms.DateField(required=False, label="Created on or before",
+                                 widget=forms.DateInput(attrs={"type": "date"}))
+    provenance = forms.BooleanField(required=False, label="Add provenance columns",
+                                    help_text="Creation time, job, prompt conditions, model, scores, last reviewer "
+                                              "and action.")
+
+    def __init__(self, *args, project, **kwargs):
+        super().__init__(*args, **kwargs)
+        names = project.labels.values_list("name", flat=True)
+        self.fields["label"].choices = [("", "any")] + [(n, n) for n in names]

@@ -1,0 +1,400 @@
+"""The review queue: who gets which item next, what a review action does to it, undo, overlap and progress.
+
+Claims. An annotator holds at most one item at a time, on a lease of ``REVIEW_LEASE_SECONDS``. Asking for the queue
+again returns the item already held (and renews its lease). Otherwise the next item is claimed (``claimed_by`` empty
+or lease expired). Both are one statement, ``UPDATE ... WHERE id = COALESCE(held, first free candidate of each part)
+RETURNING *`` (see ``_claim_where``); on PostgreSQL candidates are locked with ``FOR UPDATE SKIP LOCKED`` so
+concurrent annotators pass over each other's rows instead of waiting. An expired lease simply makes the item
+claimable again. Claims commit without waiting for the disk (``_commit_lazily``): losing the newest claims in a crash
+only returns items to the queue.
+
+Order. Second opinions first (see overlap), then scored items by ``ambiguity`` descending, then unscored items, each by
+id. The scored and unscored parts are two queries so that both walk the partial index ``item_queue_order`` in order
+(PostgreSQL sorts NULL first in a DESC index, SQLite last; splitting them gives one order on both). Items this annotator
+skipped go to the back: they are offered again only when nothing else is left.
+
+Actions (``item_review``) check the version the annotator saw with a conditional UPDATE on ``Item.version``; a stale
+form is refused with ``StaleItem`` and never applied. Accept and edit both save the form as the annotator left it
+(picked labels, text); the Review is logged as ``edit`` when that differs from what they were shown, else ``accept``.
+Reject needs a reason. Skip releases the lease, logs a skip and changes nothing else.
+
+Overlap. ``items_apply_overlap`` marks a stable pseudo-random share (``Project.overlap_rate``) of items in review as
+needing ``overlap_k`` reviews. The first review decides: it sets the status and final labels like any review. Later
+reviews are second opinions: each is logged as a Review whose ``after`` holds that reviewer's own verdict (status,
+labels, text) for agreement measures, bumps ``review_count`` and the version, and leaves the item's decision as it
+is. Second-opinion reviewers see the LLM's proposal, not the first reviewer's labels. Nobody gets an overlap item they
+have reviewed before.
+
+Undo (``item_undo``) takes back the annotator's latest accept/edit/reject that is not undone yet, only if nobody has
+changed the item since (its version is still the one that review produced). A first review goes back to
+``needs_review`` with the text and labels it showed before; a second opinion is withdrawn (``review_count`` - 1).
+Either way the item is claimed by the annotator again, and any other item they held is released. Pressing undo again
+takes back the review before that.
+"""
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from annotation.items.services import ServiceError, StaleItem, item_snapshot, item_transition
+from annotation.models import (
+    FINAL_STATUSES,
+    Item,
+    Label,
+    Project,
+    RejectReason,
+    Review,
+    ReviewAction,
+    Status,
+)
+from annotation.selection import selection_maybe_schedule
+from synthstudio.lib.prepared import Prepared
+
+DECISIONS = (ReviewAction.ACCEPT, ReviewAction.EDIT, ReviewAction.REJECT)
+ACTIONS = ("accept", "edit", "reject", "skip")
+# How far back undo looks for the annotator's latest review that is not undone yet.
+UNDO_DEPTH = 50
+
+# Decided by a first review but still owed second opinions (overlap). Imported or auto-decided items have no review
+# yet, hence review_count >= 1; the partial index ``item_second_opinions`` has exactly this condition.
+SECOND_OPINION_DUE = Q(status__in=FINAL_STATUSES, review_count__gte=1, review_count__lt=F("reviews_required"))
+OPEN_FOR_REVIEW = Q(status=Status.NEEDS_REVIEW) | SECOND_OPINION_DUE
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.REVIEW_LEASE_SECONDS)
+
+
+def _free(now: datetime) -> Q:
+    return Q(claimed_by__isnull=True) | Q(lease_expires_at__lt=now)
+
+
+def _reviewed_by(user) -> Exists:
+    return Exists(Review.objects.filter(item=OuterRef("pk"), user=user, action__in=DECISIONS))
+
+
+def _skipped_by(user) -> Exists:
+    return Exists(Review.objects.filter(item=OuterRef("pk"), user=user, action=ReviewAction.SKIP))
+
+
+def _candidates(*, project, user, now: datetime, with_skipped: bool) -> list[QuerySet]:
+    """The queue's parts in the order they are served; each is read with LIMIT 1."""
+    base = Item.objects.filter(project=project, archived_at__isnull=True).filter(_free(now))
+    if not with_skipped:
+        base = base.exclude(_skipped_by(user))
+    second_opinions = base.filter(SECOND_OPINION_DUE).exclude(_reviewed_by(user))
+    # An item that needs one review may come back to its earlier reviewer (reopened by a lead, re-routed); an
+    # overlap item never does.
+    fresh = base.filter(status=Status.NEEDS_REVIEW).filter(Q(reviews_required__lte=1) | ~_reviewed_by(user))
+    return [
+        second_opinions.order_by("id"),
+        fresh.filter(ambiguity__isnull=False).order_by("-ambiguity", "id"),
+        fresh.filter(ambiguity__isnull=True).order_by("id"),
+    ]
+
+
+def _held_by(*, project, user, now: datetime) -> QuerySet:
+    return Item.objects.filter(
+        OPEN_FOR_REVIEW, project=project, archived_at__isnull=True, claimed_by=user, lease_expires_at__gte=now
+    )
+
+
+def _claim_where(*, project: int, user: int, now: datetime) -> tuple[str, list]:
+    """``WHERE id = COALESCE(held item, first free candidate of each part in queue order) RETURNING *``.
+
+    COALESCE stops at its first non-null argument and PostgreSQL runs a scalar subquery only when it is first needed,
+    so the parts after the one that yields an item are never read (nor their rows locked). On PostgreSQL each candidate
+    is read ``FOR UPDATE SKIP LOCKED``: concurrent claimers pass over each other's rows instead of waiting, and the
+    lock re-checks the candidate's conditions on the row's newest version, so a row someone else claimed a moment ago
+    is never taken. SQLite runs one writer at a time, so the statement is atomic there as it stands.
+    """
+    lock = connection.features.has_select_for_update_skip_locked
+    parts = [_held_by(project=project, user=user, now=now).order_by("id")]
+    for with_skipped in (False, True):
+        for candidates in _candidates(project=project, user=user, now=now, with_skipped=with_skipped):
+            parts.append(candidates.select_for_update(skip_locked=True) if lock else candidates)
+    firsts, params = [], []
+    for part in parts:
+        sql, part_params = part.values("pk")[:1].query.sql_with_params()
+        firsts.append(f"({sql})")
+        params.extend(part_params)
+    return f"WHERE {connection.ops.quote_name('id')} = COALESCE({', '.join(firsts)}) RETURNING *", params
+
+
+_CLAIM = Prepared(_claim_where, ints=("project", "user"), datetimes=("now",))
+
+
+def queue_claim(*, project: Project, user) -> Item | None:
+    """The item this annotator should review now: the one they hold, else the next one, claimed. None if done.
+
+    One statement, built once per process (``synthstudio.lib.prepared``): it renews the lease of the held item or
+    claims the first free candidate.
+    """
+    now = timezone.now()
+    ops = connection.ops
+    # Inside someone else's transaction the commit is theirs, and may carry writes that must be durable.
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost:
+            _commit_lazily()
+        where, params = _CLAIM.sql(project=project.pk, user=user.pk, now=now)
+        sql = (f"UPDATE {ops.quote_name(Item._meta.db_table)} SET {ops.quote_name('claimed_by_id')} = %s, "
+               f"{ops.quote_name('lease_expires_at')} = %s {where}")
+        claimed = list(Item.objects.raw(sql, [user.pk, ops.adapt_datetimefield_value(now + _lease()), *params]))
+    return claimed[0] if claimed else None
+
+
+def _commit_lazily() -> None:
+    """Let PostgreSQL acknowledge this transaction's commit before its WAL reaches the disk.
+
+    Only for claims and lease renewals: after a server crash the newest claims may be missing, which puts those items
+    back in the queue (the annotator's save is still accepted, see ``item_review``). Reviews always commit durably.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def _clean_labels(project: Project, labels: list[str] | None) -> list[str] | None:
+    if labels is None:
+        return None
+    names = set(Label.objects.filter(project=project).values_list("name", flat=True))
+    unknown = [name for name in labels if name not in names]
+    if unknown:
+        raise ServiceError(f"Unknown label(s) for this project: {', '.join(unknown)}.")
+    labels = list(dict.fromkeys(labels))
+    if not project.multi_label and len(labels) > 1:
+        raise ServiceError("This project takes one label per item; pick one.")
+    return labels
+
+
+@transaction.atomic
+def item_review(
+    *,
+    project: Project,
+    item_id: int,
+    user,
+    action: str,
+    expected_version: int,
+    labels: list[str] | None = None,
+    text: str | None = None,
+    reason: str = "",
+    note: str = "",
+    time_spent_ms: int | None = None,
+) -> Review:
+    """Apply one annotator's accept/edit/reject/skip to the item they were shown at ``expected_version``."""
+    if action not in ACTIONS:
+        raise ServiceError(f"Unknown action '{action}'.")
+    if action == "skip":
+        return _item_skip(project=project, item_id=item_id, user=user, note=note, time_spent_ms=time_spent_ms)
+    labels = _clean_labels(project, labels)
+    if action == "reject" and reason not in RejectReason.values:
+        raise ServiceError("Pick a reason for rejecting the item.")
+    if action == "edit" and text is not None and not text.strip():
+        raise ServiceError("The text cannot be empty; reject the item instead.")
+    if action == "reject":
+        text = None
+
+    now = timezone.now()
+    # The conditional UPDATE is the version check and, until the transaction ends, the row lock.
+    taken = (
+        Item.objects.filter(OPEN_FOR_REVIEW, _free(now) | Q(claimed_by=user), pk=item_id, project=project,
+                            archived_at__isnull=True, version=expected_version)
+        .update(claimed_by=None, lease_expires_at=None, review_count=F("review_count") + 1)
+    )
+    if not taken:
+        raise _why_refused(project=project, item_id=item_id, user=user, expected_version=expected_version, now=now)
+    item = Item.objects.get(pk=item_id)
+
+    if action == "reject":
+        verdict, final_labels, new_text = Status.REJECTED, [], None
+        logged = ReviewAction.REJECT
+    else:
+        # Second-opinion reviewers are shown the LLM's proposal, not the first reviewer's labels.
+        shown = list(item.labels if item.status == Status.NEEDS_REVIEW else item.proposed_labels)
+        final_labels = labels or shown
+        if not final_labels:
+            raise ServiceError("Pick a label first: this item has no proposed label.")
+        new_text = _edited_text(item, text)
+        verdict = Status.ACCEPTED
+        changed = final_labels != shown or new_text is not None
+        logged = ReviewAction.EDIT if changed else ReviewAction.ACCEPT
+
+    common = {"user": user, "reason": reason if logged == ReviewAction.REJECT else "", "note": note,
+              "time_spent_ms": time_spent_ms}
+    if item.status == Status.NEEDS_REVIEW:
+        review = item_transition(item=item, to=verdict, action=logged, final_labels=final_labels, text=new_text,
+                                 **common)
+    else:
+        review = _second_opinion(item=item, verdict=verdict, action=logged, labels=final_labels, text=new_text,
+                                 **common)
+    # Every ``retrain_every`` human decisions the model retrains and re-routes (queued once this transaction commits).
+    selection_maybe_schedule(project.pk)
+    return review
+
+
+def _edited_text(item: Item, text: str | None) -> str | None:
+    """The new text if the annotator changed it, else None; browsers send CRLF and padding a person did not type."""
+    if text is None or not text.strip():
+        return None
+    text = text.replace("\r\n", "\n").strip()
+    return text if text != item.text.strip() else None
+
+
+def _second_opinion(*, item: Item, verdict: str, action: str, labels: list[str], text: str | None, **fields) -> Review:
+    """Log an overlap reviewer's own verdict without changing the decision the first review made."""
+    before = item_snapshot(item)
+    item.version += 1
+    item.save(update_fields=["version", "updated_at"])
+    after = {"status": verdict, "text": text if text is not None else item.text, "labels": labels,
+             "version": item.version, "second_opinion": True}
+    return Review.objects.create(item=item, project_id=item.project_id, action=action, before=before, after=after,
+                                 is_audit=item.is_audit, **fields)
+
+
+def _why_refused(*, project: Project, item_id: int, user, expected_version: int, now: datetime) -> ServiceError:
+    item = Item.objects.filter(pk=item_id, project=project).select_related("claimed_by").first()
+    if item is None:
+        return ServiceError("That item does not exist in this project.")
+    if item.version != expected_version:
+        last = Review.objects.filter(item=item).order_by("-id").values_list("user_id", flat=True).first()
+        if last == user.pk:
+            return StaleItem("You have already saved this item; here is your next one.")
+        return StaleItem("This item was changed by someone else since you opened it; your change was not saved. "
+                         "Here is your next item.")
+    if item.claimed_by_id not in (None, user.pk) and item.lease_expires_at and item.lease_expires_at >= now:
+        return StaleItem(f"Your claim on this item expired and {item.claimed_by.username} is reviewing it now; "
+                         "your change was not saved.")
+    return ServiceError("This item is no longer waiting for review.")
+
+
+def _item_skip(*, project: Project, item_id: int, user, note: str, time_spent_ms: int | None) -> Review:
+    item = Item.objects.filter(pk=item_id, project=project).first()
+    if item is None:
+        raise ServiceError("That item does not exist in this project.")
+    Item.objects.filter(pk=item_id, claimed_by=user).update(claimed_by=None, lease_expires_at=None)
+    snapshot = item_snapshot(item)
+    return Review.objects.create(item=item, project=project, user=user, action=ReviewAction.SKIP, before=snapshot,
+                                 after=snapshot, note=note, time_spent_ms=time_spent_ms, is_audit=item.is_audit)
+
+
+@transaction.atomic
+def item_undo(*, project: Project, user) -> Review:
+    """Take back the user's latest review that is not undone yet; refuse if anyone changed the item since."""
+    target = _undo_target(project=project, user=user)
+    if target is None:
+        raise ServiceError("Nothing to undo.")
+    now = timezone.now()
+    reverted = Item.objects.filter(pk=target.item_id, version=target.after.get("version")).update(
+        review_count=F("review_count") - 1, claimed_by=user, lease_expires_at=now + _lease()
+    )
+    if not reverted:
+        raise StaleItem("Cannot undo: someone changed that item after your review.")
+    Item.objects.filter(project=project, claimed_by=user).exclude(pk=target.item_id).update(
+        claimed_by=None, lease_expires_at=None
+    )
+    item = Item.objects.get(pk=target.item_id)
+    note = f"undoes review {target.pk}"
+    if target.after.get("second_opinion"):
+        before = item_snapshot(item)
+        item.version += 1
+        item.save(update_fields=["version", "updated_at"])
+        return Review.objects.create(item=item, project=project, user=user, action=ReviewAction.UNDO, before=before,
+                                     after=item_snapshot(item), note=note, is_audit=item.is_audit)
+    shown = target.before.get("labels") or []
+    # ``labels`` in a snapshot is what the item showed (final or else proposed); restore exactly that.
+    final_labels = [] if shown == list(item.proposed_labels) else shown
+    return item_transition(item=item, to=Status.NEEDS_REVIEW, action=ReviewAction.UNDO, user=user, note=note,
+                           final_labels=final_labels, text=target.before.get("text", item.text))
+
+
+def _undo_target(*, project: Project, user) -> Review | None:
+    recent = Review.objects.filter(
+        project=project, user=user, action__in=(*DECISIONS, ReviewAction.UNDO)
+    ).order_by("-id")[:UNDO_DEPTH]
+    undone = set()
+    for review in recent:
+        if review.action == ReviewAction.UNDO:
+            # An undo starts from the version the undone review produced (it is refused otherwise).
+            undone.add((review.item_id, review.before.get("version")))
+        elif (review.item_id, review.after.get("version")) not in undone:
+            return review
+    return None
+
+
+# Counting a huge queue exactly costs a scan of it on every action; beyond this the page says "1000+".
+PROGRESS_CAP = 1000
+
+
+@dataclass(frozen=True)
+class QueueProgress:
+    waiting: int
+    second_opinions: int
+    held_by_others: int
+    reviewed_today: int
+    last_hour: int
+
+    @property
+    def remaining(self) -> str:
+        total = self.waiting + self.second_opinions
+        return f"{PROGRESS_CAP}+" if total > PROGRESS_CAP else str(total)
+
+
+def queue_progress(*, project: Project, user) -> QueueProgress:
+    """Counters for the queue page in one statement (built once per process), bounded whatever the project's size."""
+    now = timezone.now()
+    day_start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    hour_ago = now - timedelta(hours=1)
+    sql, params = _PROGRESS.sql(project=project.pk, user=user.pk, now=now, day_start=day_start, hour_ago=hour_ago,
+                                since=min(day_start, hour_ago))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        waiting, second_opinions, held_by_others, today, undone_today, hour, undone_hour = cursor.fetchone()
+    return QueueProgress(
+        waiting=waiting,
+        second_opinions=second_opinions,
+        held_by_others=held_by_others,
+        reviewed_today=max((today or 0) - (undone_today or 0), 0),
+        last_hour=max((hour or 0) - (undone_hour or 0), 0),
+    )
+
+
+def _progress_select(*, project: int, user: int, now: datetime, day_start: datetime, hour_ago: datetime,
+                     since: datetime) -> tuple[str, list]:
+    """Three item counts as scalar subqueries beside one aggregate of the annotator's reviews ``since`` (the earlier
+    of the day's start and an hour ago; LEFT JOIN: no reviews yet is one row of NULLs)."""
+    items = Item.objects.filter(project=project, archived_at__isnull=True).order_by()
+    # Each count walks one small index: the partial queue indexes (capped) and the claimed_by foreign key.
+    counts = [
+        items.filter(status=Status.NEEDS_REVIEW)[: PROGRESS_CAP + 1],
+        items.filter(SECOND_OPINION_DUE)[: PROGRESS_CAP + 1],
+        items.filter(OPEN_FOR_REVIEW, claimed_by__isnull=False, lease_expires_at__gte=now).exclude(claimed_by=user),
+    ]
+    decided, undone = Q(action__in=DECISIONS), Q(action=ReviewAction.UNDO)
+    # Walks the index review_project_user_created over today's (or the last hour's) reviews only.
+    mine = (
+        Review.objects.filter(project=project, user=user, created_at__gte=since)
+        .order_by()
+        .values("user")
+        .annotate(
+            today=Count("pk", filter=decided & Q(created_at__gte=day_start)),
+            undone_today=Count("pk", filter=undone & Q(created_at__gte=day_start)),
+            hour=Count("pk", filter=decided & Q(created_at__gte=hour_ago)),
+            undone_hour=Count("pk", filter=undone & Q(created_at__gte=hour_ago)),
+        )
+        .values("today", "undone_today", "hour", "undone_hour")
+    )
+    selects, params = [], []
+    for queryset in counts:
+        sql, part = queryset.values("pk").query.sql_with_params()
+        selects.append(f"(SELECT COUNT(*) FROM ({sql}) counted)")
+        params.extend(part)
+    mine_sql, mine_params = mine.query.sql_with_params()
+    return (f"SELECT {', '.join(selects)}, mine.* FROM (SELECT 1) one LEFT JOIN ({mine_sql}) mine ON TRUE",
+            [*params, *mine_params])
+
+
+_PROGRESS = Prepared(_progress_select, ints=("project", "user"), datetimes=("now", "day_start", "hour_ago", "since"))
