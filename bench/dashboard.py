@@ -83,7 +83,7 @@ def build(n: int) -> dict:
 
     from annotation.models import AttributeDimension, Label
     from annotation.projects import services
-    from tests.factories import make_user
+    from tests.support.factories import make_user
 
     lead = make_user(f"bench-lead-{os.getpid()}")
     others = [make_user(f"bench-ann{k}-{os.getpid()}") for k in range(3)]

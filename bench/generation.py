@@ -3,7 +3,7 @@
     python bench/generation.py [--samples 2000] [--latency 0.2] [--concurrency 8] [--fault-rate 0.2]
 
 Runs real generation jobs (services.job_run, the code a Celery worker runs) on a throwaway SQLite database (or
-DATABASE_URL if set) against tests/llm_server.py started as a subprocess:
+DATABASE_URL if set) against tests/support/llm_server.py started as a subprocess:
 
 1. throughput: ``--samples`` samples, 5 per request, no faults; ideal time = requests / concurrency x latency;
 2. faults: the same with ``--fault-rate`` random faults (429, 500, 503, truncated JSON, wrong schema, cut-off body):

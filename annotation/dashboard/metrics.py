@@ -1,7 +1,7 @@
 """Dataset-quality measures as pure functions over plain Python values: no database, no Django.
 
 ``annotation/dashboard/services.py`` gathers the inputs with bounded queries and caches the results; everything here can be
-checked against a hand-computed example (tests/test_metrics.py).
+checked against a hand-computed example (tests/annotation/dashboard/test_metrics.py).
 """
 import math
 import re

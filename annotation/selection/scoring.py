@@ -175,7 +175,7 @@ def committee_members(seed: int, *, embeddings: bool = False) -> list:
 
 def _committee(models) -> Committee:
     # An ActiveLearner built without training data does not fit (so it avoids modAL's broken check_X_y call on
-    # scikit-learn >= 1.8); the Committee reads the fitted estimators' classes_. See tests/test_modal_compat.py.
+    # scikit-learn >= 1.8); the Committee reads the fitted estimators' classes_. See tests/annotation/selection/test_modal_compat.py.
     return Committee(learner_list=[ActiveLearner(estimator=m) for m in models])
 
 

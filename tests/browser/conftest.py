@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
+from tests.support.runtime import require
 
 # Playwright's sync API runs an event loop in this thread; Django refuses database calls next to a running loop
 # unless told that this (test) process knows what it is doing.

@@ -6,7 +6,7 @@ from annotation.dashboard import evaluation
 from annotation.dashboard import services as dashboard
 from annotation.items import services
 from annotation.models import AttributeDimension, EvaluationRun, Label, Review, ReviewAction, Status
-from tests.factories import add_member, make_item, make_project, make_user
+from tests.support.factories import add_member, make_item, make_project, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -3,7 +3,7 @@ and the same page without JavaScript."""
 import pytest
 
 from annotation.models import Item, Review, ReviewAction, Status
-from tests.factories import add_member, make_item, make_project, make_user
+from tests.support.factories import add_member, make_item, make_project, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -1,0 +1,175 @@
+"""Exporting CSV and JSONL: columns, filters, formula protection, provenance without N+1, the pages and command."""
+import csv
+import io
+import json
+from datetime import date, timedelta
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from annotation.io import exporting
+from annotation.io.exporting import ExportFilters
+from annotation.items.services import item_transition
+from annotation.models import Project, ReviewAction, Source, Status
+from tests.support.factories import make_item
+
+VISITORS = ["lead", "annotator", "outsider", "anonymous"]
+
+
+def export(project, fmt="csv", provenance=False, **filters):
+    return "".join(exporting.export_stream(project=project, fmt=fmt, filters=ExportFilters(**filters),
+                                           provenance=provenance))
+
+
+def csv_rows(text):
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.fixture
+def items(project, lead):
+    project.multi_label = True
+    project.save()
+    accepted = make_item(project, "=HYPERLINK(\"http://evil\")", proposed=("negative",))
+    item_transition(item=accepted, to=Status.ACCEPTED, action=ReviewAction.ACCEPT, user=lead,
+                    final_labels=["positive"])
+    both = make_item(project, "two, labels\nand \"quotes\"", status=Status.NEEDS_REVIEW,
+                     proposed=("positive", "negative"), source=Source.IMPORTED)
+    llm = make_item(project, "@mention 😀", status=Status.AUTO_ACCEPTED, proposed=("negative",),
+                    generation_job_id=42, llm_confidence=0.9, ambiguity=0.12,
+                    provenance={"conditions": {"topic": "sport"}, "model": "gpt-x"}, model_scores={"p": 0.8})
+    return accepted, both, llm
+
+
+def test_csv_has_the_columns_and_neutralises_formulas(items):
+    accepted, both, llm = items
+    rows = csv_rows(export(accepted.project))
+    assert list(rows[0]) == exporting.BASE_COLUMNS
+    assert [r["text"] for r in rows] == ["'=HYPERLINK(\"http://evil\")", "two, labels\nand \"quotes\"", "'@mention 😀"]
+    assert [r["labels"] for r in rows] == ["positive", "positive|negative", "negative"]
+    assert [r["status"] for r in rows] == ["accepted", "needs_review", "auto_accepted"]
+    assert rows[1]["source"] == "imported"
+
+
+@pytest.mark.parametrize("cell,expected", [
+    ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@x", "'@x"), ("\tx", "'\tx"), ("\rx", "'\rx"),
+    ("'=x", "''=x"), ("'tis", "'tis"), ("plain = text", "plain = text"), ("", ""),
+])
+def test_neutralise(cell, expected):
+    assert exporting.neutralise(cell) == expected
+
+
+def test_jsonl_has_label_lists_and_raw_text(items):
+    accepted = items[0]
+    lines = [json.loads(line) for line in export(accepted.project, "jsonl").splitlines()]
+    assert [x["labels"] for x in lines] == [["positive"], ["positive", "negative"], ["negative"]]
+    assert lines[0]["text"] == "=HYPERLINK(\"http://evil\")"
+    assert list(lines[0]) == exporting.BASE_COLUMNS
+
+
+def test_filters_by_status_source_label_and_date(items):
+    project = items[0].project
+    assert [r["status"] for r in csv_rows(export(project, statuses=("accepted", "auto_accepted")))] == [
+        "accepted", "auto_accepted"]
+    assert [r["source"] for r in csv_rows(export(project, source="imported"))] == ["imported"]
+    assert [r["labels"] for r in csv_rows(export(project, label="negative"))] == ["positive|negative", "negative"]
+    today = timezone.now().date()
+    assert len(csv_rows(export(project, created_from=today, created_to=today))) == 3
+    assert csv_rows(export(project, created_from=today + timedelta(days=1))) == []
+    assert csv_rows(export(project, created_to=date(2000, 1, 1))) == []
+
+
+def test_provenance_columns_come_from_items_and_their_last_review(items, lead):
+    project = items[0].project
+    rows = csv_rows(export(project, provenance=True))
+    assert list(rows[0]) == exporting.BASE_COLUMNS + exporting.PROVENANCE_COLUMNS
+    first, _, llm = rows
+    assert (first["reviewer"], first["review_action"]) == ("lead", "accept")
+    assert first["reviewed_at"] != ""
+    assert (llm["job_id"], llm["conditions"], llm["model"], llm["llm_confidence"], llm["ambiguity"]) == (
+        "42", '{"topic": "sport"}', "gpt-x", "0.9", "0.12")
+    assert json.loads(llm["scores"]) == {"p": 0.8}
+    jl = [json.loads(line) for line in export(project, "jsonl", provenance=True).splitlines()]
+    assert jl[2]["job_id"] == 42 and jl[2]["conditions"] == '{"topic": "sport"}' and jl[0]["reviewer"] == "lead"
+
+
+def test_export_queries_do_not_grow_with_items(project, lead, django_assert_max_num_queries, monkeypatch):
+    monkeypatch.setattr(exporting, "BATCH", 10)
+    for i in range(25):
+        item = make_item(project, f"text {i}")
+        item_transition(item=item, to=Status.ACCEPTED, action=ReviewAction.ACCEPT, user=lead,
+                        final_labels=["positive"])
+    # 3 batches + the empty one that ends the scan, each with one query for the last reviews.
+    with django_assert_max_num_queries(3 * 2 + 1):
+        assert len(csv_rows(export(project, provenance=True))) == 25
+
+
+def test_command_writes_a_file(items, tmp_path):
+    path = tmp_path / "out.jsonl"
+    call_command("export_dataset", project=items[0].project.id, output=str(path), status=["accepted"])
+    assert [json.loads(x)["status"] for x in path.read_text(encoding="utf-8").splitlines()] == ["accepted"]
+
+
+def test_command_writes_csv_to_stdout(items, capsys):
+    call_command("export_dataset", project=items[0].project.id, label="positive")
+    assert len(csv_rows(capsys.readouterr().out)) == 2
+
+
+def test_jsonl_loads_with_pandas_and_datasets(items, tmp_path, monkeypatch):
+    pandas = pytest.importorskip("pandas")
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = tmp_path / "out.jsonl"
+    path.write_text(export(items[0].project, "jsonl", provenance=True), encoding="utf-8")
+    frame = pandas.read_json(path, lines=True)
+    assert list(frame["labels"]) == [["positive"], ["positive", "negative"], ["negative"]]
+    ds = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=str(tmp_path / "hf"))
+    assert ds["text"][1] == "two, labels\nand \"quotes\"" and ds["labels"][1] == ["positive", "negative"]
+    assert ds["job_id"] == [None, None, 42]
+
+
+# --- pages ------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("who", VISITORS)
+@pytest.mark.parametrize("name", ["export", "export_download"])
+def test_export_permissions(request, client, project, who, name):
+    if who != "anonymous":
+        client.force_login(request.getfixturevalue(who))
+    response = client.get(reverse(name, args=[project.id]), {"format": "csv"})
+    assert response.status_code == {"lead": 200, "annotator": 403, "outsider": 404, "anonymous": 302}[who]
+
+
+def test_export_page_counts_matches_with_htmx(client, lead, items):
+    project = items[0].project
+    client.force_login(lead)
+    url = reverse("export", args=[project.id])
+    assert "3 items match" in client.get(url).content.decode()
+    partial = client.get(url, {"format": "csv", "status": ["accepted"]}, headers={"HX-Request": "true"})
+    assert partial.content.decode().strip().startswith('<p id="export-count"')
+    assert "1 item match" in partial.content.decode()
+
+
+def test_download_streams_an_attachment(client, lead, items):
+    project = items[0].project
+    client.force_login(lead)
+    response = client.get(reverse("export_download", args=[project.id]), {"format": "jsonl", "provenance": "on"})
+    assert response.streaming and response["Content-Type"].startswith("application/jsonl")
+    assert response["Content-Disposition"].startswith('attachment; filename="sentiment-')
+    body = b"".join(response.streaming_content).decode()
+    assert len(body.splitlines()) == 3
+
+
+def test_download_with_a_bad_filter_shows_the_form(client, lead, project):
+    client.force_login(lead)
+    response = client.get(reverse("export_download", args=[project.id]), {"format": "xml"})
+    assert response.status_code == 400 and "Select a valid choice" in response.content.decode()
+
+
+def test_items_of_other_projects_never_leak(items):
+    project = items[0].project
+    other = Project.objects.exclude(pk=project.pk).get()
+    make_item(other, "secret of another project")
+    assert "secret" not in export(project)
+    assert "secret" in export(other)

@@ -1,0 +1,76 @@
+"""Claims under real concurrency: annotators in threads, each with its own database connection, on committed rows.
+
+On PostgreSQL this exercises ``SELECT ... FOR UPDATE SKIP LOCKED``; on SQLite the conditional UPDATE.
+"""
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection
+
+from annotation.models import Item, Review, ReviewAction
+from annotation.queue import services as queue
+from tests.support.factories import add_member, make_item, make_project, make_user
+
+WORKERS = 4
+
+
+def run_in_threads(target, users):
+    barrier = threading.Barrier(len(users))
+    results, errors = {}, []
+
+    def work(user):
+        try:
+            barrier.wait()
+            results[user.username] = target(user)
+        except Exception as exc:  # surfaced by the assertion below with its thread's user
+            errors.append((user.username, repr(exc)))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(user,)) for user in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    return results
+
+
+@pytest.fixture
+def team(transactional_db):
+    lead = make_user("lead")
+    project = make_project(lead=lead)
+    users = [make_user(f"annotator{i}") for i in range(WORKERS)]
+    for user in users:
+        add_member(project, user)
+    return project, users
+
+
+def test_simultaneous_claims_get_different_items(team):
+    project, users = team
+    for i in range(WORKERS * 2):
+        make_item(project, ambiguity=i / 10)
+    results = run_in_threads(lambda user: queue.queue_claim(project=project, user=user).pk, users)
+    assert len(set(results.values())) == WORKERS
+    held = dict(Item.objects.filter(claimed_by__isnull=False).values_list("pk", "claimed_by__username"))
+    assert {pk: name for name, pk in results.items()} == held
+
+
+def test_annotators_working_through_the_queue_review_each_item_once(team):
+    project, users = team
+    items = [make_item(project, ambiguity=(i % 7) / 7) for i in range(30)]
+
+    def drain(user):
+        reviewed = []
+        while (item := queue.queue_claim(project=project, user=user)) is not None:
+            queue.item_review(project=project, item_id=item.pk, user=user, action="accept",
+                              expected_version=item.version)
+            reviewed.append(item.pk)
+        return reviewed
+
+    results = run_in_threads(drain, users)
+    everything = [pk for reviewed in results.values() for pk in reviewed]
+    assert sorted(everything) == sorted(item.pk for item in items)
+    per_item = Counter(Review.objects.filter(action=ReviewAction.ACCEPT).values_list("item_id", flat=True))
+    assert set(per_item.values()) == {1}

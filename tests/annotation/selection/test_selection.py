@@ -1,0 +1,373 @@
+"""Selective annotation: scoring signals, routing rounds, the round lock, audits and the pause on bad audits."""
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from annotation import selection
+from annotation.errors import ServiceError
+from annotation.models import Item, Project, Review, ReviewAction, RoutingMode, ScoringRound, Status
+from annotation.selection import rounds, scoring
+from annotation.selection.estimates import accuracy_estimate, wilson_interval
+from annotation.selection.features import FeaturizerUnavailable, embedding_features, tfidf_features
+from tests.support.factories import make_item
+
+POSITIVE = ["a wonderful, moving film", "great acting and a lovely story", "brilliant and joyful fun",
+            "superb, warm and funny", "an excellent delight", "lovely, great and wonderful"]
+NEGATIVE = ["a dull, tedious mess", "awful acting and a boring story", "terrible and painful to sit through",
+            "a boring, stupid waste", "dreadful and dull", "tedious, awful and boring"]
+
+
+def corpus(n_per_class=30):
+    """(text, gold) pairs in two clearly separable classes."""
+    rows = []
+    for i in range(n_per_class):
+        rows.append((f"{POSITIVE[i % len(POSITIVE)]} number {i}", "positive"))
+        rows.append((f"{NEGATIVE[i % len(NEGATIVE)]} number {i}", "negative"))
+    return rows
+
+
+def flip(label):
+    return "negative" if label == "positive" else "positive"
+
+
+def make_pool(project, n_per_class=30, wrong=(0, 1, 2, 3), abstain=(4,)):
+    """Proposed items labelled by a 'LLM' that is wrong on the ``wrong`` rows and abstains on ``abstain`` rows."""
+    items = []
+    for i, (text, gold) in enumerate(corpus(n_per_class)):
+        proposed = [] if i in abstain else [flip(gold) if i in wrong else gold]
+        items.append(make_item(project, text, status=Status.PROPOSED, proposed=proposed, extra={"gold": gold}))
+    return items
+
+
+def test_wilson_interval_matches_the_textbook_values():
+    low, high = wilson_interval(8, 10)
+    assert (round(low, 3), round(high, 3)) == (0.490, 0.943)
+    assert wilson_interval(0, 0) is None
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_score_finds_labels_that_contradict_the_text():
+    rows = corpus(30)
+    X = tfidf_features([t for t, _ in rows])
+    llm = [flip(g) if i < 4 else g for i, (_, g) in enumerate(rows)]
+    llm[10] = None
+    s = scoring.score(X, llm=llm, human=[None] * len(rows))
+    wrong = s.ambiguity[:4]
+    right = np.delete(s.ambiguity, [0, 1, 2, 3, 10])
+    assert wrong.min() > np.percentile(right, 90)
+    assert s.ambiguity[10] == 1.0
+    assert not s.out_of_fold[10] and s.out_of_fold[0]
+    assert not s.error_model
+
+
+def test_score_learns_an_error_model_from_reviews():
+    rows = corpus(30)
+    X = tfidf_features([t for t, _ in rows])
+    llm = [flip(g) if i % 6 == 0 else g for i, (_, g) in enumerate(rows)]
+    human = [g if i < 40 else None for i, (_, g) in enumerate(rows)]
+    s = scoring.score(X, llm=llm, human=human)
+    assert s.error_model
+    assert s.cv_human_agreement > 0.8
+
+
+def test_confident_learning_flags_contradicted_llm_labels_but_never_a_persons():
+    rows = corpus(30)
+    X = tfidf_features([t for t, _ in rows])
+    llm = [flip(g) if i < 4 else g for i, (_, g) in enumerate(rows)]
+    human = [None] * len(rows)
+    human[4], human[5] = flip(rows[4][1]), flip(rows[5][1])  # a person's label stands even against the text
+    s = scoring.score(X, llm=llm, human=human)
+    assert s.suspect[:4].all()
+    assert not s.suspect[4:6].any()
+    assert s.suspect[6:].mean() < 0.1
+
+
+def test_suspect_llm_labels_are_not_trained_on(monkeypatch):
+    # Trained without the flagged labels, the committee separates the LLM's right labels from its wrong ones better.
+    rows = corpus(30)
+    X = tfidf_features([t for t, _ in rows])
+    wrong = np.arange(len(rows)) % 7 == 0
+    llm = [flip(g) if wrong[i] else g for i, (_, g) in enumerate(rows)]
+
+    def separation():
+        s = scoring.score(X, llm=llm, human=[None] * len(rows))
+        return s, s.p_llm_label[~wrong].mean() - s.p_llm_label[wrong].mean()
+
+    pruned, with_pruning = separation()
+    monkeypatch.setattr(scoring, "SUSPECT_WEIGHT", 1.0)
+    _, without = separation()
+    assert pruned.suspect[wrong].all()
+    assert with_pruning > without + 0.05
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_nb_logistic_regression_learns_words_of_each_class(dense):
+    words = ["great", "awful", "plot", "fine"]
+    texts = [f"{words[i % 3]} film {i}" for i in range(60)]
+    labels = np.array(["good", "bad", "neutral"])[np.arange(60) % 3]
+    X = tfidf_features(texts)
+    X = X.toarray() if dense else X
+    model = scoring.NBLogisticRegression(random_state=0).fit(X, labels)
+    proba = model.predict_proba(X)
+    assert proba.shape == (60, 3)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert (model.predict(X) == labels).mean() == 1.0
+    binary = scoring.NBLogisticRegression(random_state=0).fit(X[:40], labels[:40] == "good")
+    assert (binary.predict(X[:40]) == (labels[:40] == "good")).all()
+
+
+def test_score_needs_two_labels():
+    X = tfidf_features(["one", "two", "three"] * 5)
+    assert scoring.score(X, llm=["a"] * 15, human=[None] * 15) is None
+
+
+def test_embedding_featurizer_refuses_a_missing_model(tmp_path):
+    with pytest.raises(FeaturizerUnavailable, match="not a folder"):
+        embedding_features(["x"], str(tmp_path / "nothing-here"))
+
+
+def test_a_round_routes_the_llm_errors_to_review(project):
+    items = make_pool(project)
+    Project.objects.filter(pk=project.pk).update(review_budget=0.1, audit_rate=0.0)
+    project.refresh_from_db()
+    scoring_round = selection.selection_run_round(project=project)
+    assert scoring_round.state == ScoringRound.State.DONE
+    by_id = {i.pk: i for i in Item.objects.filter(project=project)}
+    queued = {pk for pk, i in by_id.items() if i.status == Status.NEEDS_REVIEW}
+    assert {i.pk for i in items[:5]} <= queued
+    assert len(queued) == 6  # ceil(0.1 * 60)
+    assert all(by_id[i.pk].status == Status.AUTO_ACCEPTED for i in items[10:] if i.pk not in queued)
+    assert by_id[items[4].pk].route_reason == "LLM abstained or gave no label"
+    assert "LLM's label" in by_id[items[0].pk].route_reason
+    first = by_id[items[0].pk]
+    assert first.scored_round == scoring_round.model_version
+    assert first.model_label == "positive" or first.model_label == "negative"
+    assert 0 <= first.model_scores["p_llm_label"] <= 1 and first.model_scores["out_of_fold"] is True
+    assert Review.objects.filter(project=project, action=ReviewAction.ROUTE).count() == 6
+    assert Review.objects.filter(project=project, action=ReviewAction.AUTO_ACCEPT).count() == 54
+    assert scoring_round.items_scored == 60 and scoring_round.training_size == 59
+    assert scoring_round.metrics["routing"]["to_review"] == 6
+
+
+def test_a_second_round_logs_only_items_that_move(project):
+    make_pool(project)
+    selection.selection_run_round(project=project)
+    logged = Review.objects.count()
+    second = selection.selection_run_round(project=project)
+    assert second.model_version == 2
+    moved = second.metrics["routing"]
+    assert Review.objects.count() - logged == moved["to_review"] + moved["to_auto_accept"] + moved["back_to_review"] \
+        + moved["audits"]
+
+
+def test_audit_sample_goes_to_review_flagged(project):
+    make_pool(project)
+    Project.objects.filter(pk=project.pk).update(review_budget=0.0, audit_rate=1.0)
+    project.refresh_from_db()
+    selection.selection_run_round(project=project)
+    audits = Item.objects.filter(project=project, is_audit=True)
+    assert audits.count() == 59  # every labelled item; the abstained one is an ordinary review
+    assert set(audits.values_list("status", flat=True)) == {Status.NEEDS_REVIEW}
+    assert Review.objects.filter(project=project, is_audit=True, action=ReviewAction.ROUTE).count() == 59
+    assert audits.first().route_reason.startswith("audit sample")
+
+
+def test_audit_draw_is_stable_and_near_the_rate(project):
+    draws = [rounds.audit_draw(project, i) for i in range(4000)]
+    assert draws == [rounds.audit_draw(project, i) for i in range(4000)]
+    assert 0.04 < np.mean(np.array(draws) < 0.05) < 0.06
+
+
+def test_threshold_mode_pulls_auto_accepted_items_back(project):
+    make_pool(project)
+    Project.objects.filter(pk=project.pk).update(routing_mode=RoutingMode.THRESHOLD, review_threshold=1.0,
+                                                 audit_rate=0.0)
+    project.refresh_from_db()
+    selection.selection_run_round(project=project)
+    assert Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).count() == 59
+    Project.objects.filter(pk=project.pk).update(review_threshold=0.0)
+    project.refresh_from_db()
+    second = selection.selection_run_round(project=project)
+    assert second.metrics["routing"]["back_to_review"] == 59
+    assert Item.objects.filter(project=project, status=Status.NEEDS_REVIEW).count() == 60
+
+
+def test_confident_unclaimed_review_items_are_auto_accepted_but_held_ones_stay(project, annotator):
+    items = make_pool(project)
+    Item.objects.filter(project=project).update(status=Status.NEEDS_REVIEW)
+    Item.objects.filter(pk=items[20].pk).update(claimed_by=annotator,
+                                                lease_expires_at=timezone.now() + timedelta(minutes=5))
+    Project.objects.filter(pk=project.pk).update(review_budget=0.1, audit_rate=0.0)
+    project.refresh_from_db()
+    scoring_round = selection.selection_run_round(project=project)
+    assert Item.objects.get(pk=items[20].pk).status == Status.NEEDS_REVIEW
+    assert Item.objects.get(pk=items[21].pk).status == Status.AUTO_ACCEPTED
+    assert scoring_round.metrics["routing"]["held"] >= 1
+
+
+def test_an_item_changed_while_the_model_trains_is_not_overwritten(project, monkeypatch):
+    items = make_pool(project)
+    real_score = scoring.score
+
+    def score_while_a_reviewer_edits(*args, **kwargs):
+        Item.objects.filter(pk=items[30].pk).update(version=99, status=Status.NEEDS_REVIEW, route_reason="edited")
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "score", score_while_a_reviewer_edits)
+    scoring_round = selection.selection_run_round(project=project)
+    item = Item.objects.get(pk=items[30].pk)
+    assert (item.version, item.status, item.route_reason) == (99, Status.NEEDS_REVIEW, "edited")
+    assert scoring_round.metrics["routing"]["skipped_changed"] == 1
+
+
+def test_only_one_round_runs_per_project(project):
+    make_pool(project)
+    ScoringRound.objects.create(project=project, model_version=1)
+    assert selection.selection_run_round(project=project) is None
+
+
+def test_a_stale_running_round_is_marked_failed(project):
+    make_pool(project)
+    stale = ScoringRound.objects.create(project=project, model_version=1)
+    ScoringRound.objects.filter(pk=stale.pk).update(started_at=timezone.now() - timedelta(hours=2))
+    assert selection.selection_run_round(project=project).model_version == 2
+    assert ScoringRound.objects.get(pk=stale.pk).state == ScoringRound.State.FAILED
+
+
+def test_a_failing_round_is_recorded(project, monkeypatch):
+    make_pool(project)
+
+    def broken(texts):
+        raise FeaturizerUnavailable("no model here")
+
+    monkeypatch.setattr(rounds, "featurize", broken)
+    with pytest.raises(FeaturizerUnavailable):
+        selection.selection_run_round(project=project)
+    failed = ScoringRound.objects.get(project=project)
+    assert failed.state == ScoringRound.State.FAILED and "no model here" in failed.error
+
+
+def test_too_few_labels_still_send_abstentions_to_review(project):
+    make_item(project, "no label here", status=Status.PROPOSED, proposed=())
+    make_item(project, "one label", status=Status.PROPOSED, proposed=("positive",))
+    scoring_round = selection.selection_run_round(project=project)
+    assert scoring_round.items_scored == 0 and scoring_round.metrics["note"]
+    assert list(Item.objects.filter(project=project).values_list("status", flat=True)) == [
+        Status.NEEDS_REVIEW, Status.PROPOSED]
+
+
+def test_multi_label_items_are_scored_as_label_sets(lead):
+    from tests.support.factories import make_project
+
+    project = make_project(lead=lead, labels=("a", "b", "c"), multi_label=True)
+    for i in range(40):
+        make_item(project, f"alpha beta {i}" if i % 2 else f"gamma delta {i}", status=Status.PROPOSED,
+                  proposed=("b", "a") if i % 2 else ("c",))
+    selection.selection_run_round(project=project)
+    labels = set(Item.objects.filter(project=project).values_list("model_label", flat=True))
+    assert labels == {"a|b", "c"}
+
+
+def finish_audits(project, *, right, wrong):
+    """Audited items a person decided: ``right`` kept the LLM's label, ``wrong`` did not."""
+    now = timezone.now()
+    for i in range(right + wrong):
+        make_item(project, f"audited {i}", status=Status.ACCEPTED, proposed=("positive",), is_audit=True,
+                  final_labels=["positive"] if i < right else ["negative"], reviewed_at=now)
+
+
+def test_bad_audits_pause_auto_accept_until_the_lead_decides(project, lead):
+    make_pool(project)
+    finish_audits(project, right=30, wrong=10)
+    Project.objects.filter(pk=project.pk).update(audit_rate=0.0, target_accuracy=0.95)
+    project.refresh_from_db()
+    selection.selection_run_round(project=project)
+    project.refresh_from_db()
+    assert project.auto_accept_paused
+    assert "30 of 40" in project.auto_accept_paused_reason and "95% target" in project.auto_accept_paused_reason
+    assert not Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).exists()
+
+    selection.auto_accept_decide(project=project, user=lead, resume=True)
+    project.refresh_from_db()
+    assert not project.auto_accept_paused and project.auto_accept_decided_at is not None
+    selection.selection_run_round(project=project)
+    project.refresh_from_db()
+    assert not project.auto_accept_paused  # the same audits do not pause it again
+    assert Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).exists()
+
+
+def test_keeping_the_pause_records_who_decided(project, lead):
+    Project.objects.filter(pk=project.pk).update(auto_accept_paused=True, auto_accept_paused_reason="Audits...")
+    project.refresh_from_db()
+    selection.auto_accept_decide(project=project, user=lead, resume=False)
+    project.refresh_from_db()
+    assert project.auto_accept_paused and "lead kept it paused" in project.auto_accept_paused_reason
+
+
+def test_there_is_nothing_to_decide_when_auto_accept_runs(project, lead):
+    with pytest.raises(ServiceError, match="not paused"):
+        selection.auto_accept_decide(project=project, user=lead, resume=True)
+
+
+def test_few_audits_do_not_pause(project):
+    make_pool(project)
+    finish_audits(project, right=5, wrong=10)
+    selection.selection_run_round(project=project)
+    project.refresh_from_db()
+    assert not project.auto_accept_paused
+
+
+def test_accuracy_estimate_combines_reviewed_and_audited(project):
+    finish_audits(project, right=45, wrong=5)
+    for i in range(950):
+        make_item(project, f"auto {i}", status=Status.AUTO_ACCEPTED)
+    estimate = accuracy_estimate(project=project)
+    assert estimate.auto_accepted_accuracy == 0.9
+    low, high = estimate.auto_accepted_interval
+    assert low < 0.9 < high
+    assert estimate.human_reviewed == 50 and estimate.auto_accepted == 950
+    assert estimate.dataset_accuracy == pytest.approx((50 + 950 * 0.9) / 1000)
+    d_low, d_high = estimate.dataset_interval
+    assert d_low == pytest.approx((50 + 950 * low) / 1000) and d_high == pytest.approx((50 + 950 * high) / 1000)
+
+
+def test_rejected_audits_count_as_llm_errors(project):
+    make_item(project, "rejected audit", status=Status.REJECTED, proposed=("positive",), is_audit=True)
+    assert selection.audit_proportion(project=project).successes == 0
+
+
+def human_review(item, user, label):
+    from annotation.items.services import item_transition
+
+    item.refresh_from_db()
+    item_transition(item=item, to=Status.ACCEPTED, action=ReviewAction.ACCEPT, user=user, final_labels=[label])
+
+
+def test_a_round_is_scheduled_after_retrain_every_reviews(project, annotator, monkeypatch,
+                                                          django_capture_on_commit_callbacks):
+    from annotation.selection import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.selection_round, "delay", lambda *args, **kwargs: sent.append((args, kwargs)))
+    make_pool(project)
+    Project.objects.filter(pk=project.pk).update(retrain_every=3)
+    selection.selection_run_round(project=project)
+    queued = list(Item.objects.filter(project=project, status=Status.NEEDS_REVIEW))
+    with django_capture_on_commit_callbacks(execute=True):
+        for item in queued[:2]:
+            human_review(item, annotator, item.extra["gold"])
+            assert selection.selection_maybe_schedule(project.pk) is False
+        human_review(queued[2], annotator, queued[2].extra["gold"])
+        assert selection.selection_maybe_schedule(project.pk) is True
+    assert sent == [((project.pk,), {"force": False})]
+
+
+def test_the_task_runs_a_due_round_and_skips_one_that_is_not(project, annotator):
+    from annotation.selection.tasks import selection_round
+
+    make_pool(project)
+    assert selection_round.run(project.pk) is None
+    assert selection_round.run(project.pk, force=True) is not None
+    assert ScoringRound.objects.filter(project=project, state=ScoringRound.State.DONE).count() == 1

@@ -1,0 +1,34 @@
+"""A scoring round end to end through the broker and a real Celery worker process."""
+import time
+
+from annotation import selection
+from annotation.items.services import item_transition
+from annotation.models import Item, Project, ReviewAction, ScoringRound, Status
+from tests.annotation.selection.test_selection import make_pool
+
+
+def wait_for_round(project, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = ScoringRound.objects.filter(project=project).exclude(state=ScoringRound.State.RUNNING).first()
+        if done is not None:
+            return done
+        time.sleep(0.5)
+    raise AssertionError("no scoring round finished in time")
+
+
+def test_reviews_trigger_a_round_that_a_worker_runs(celery_worker_process, project, annotator):
+    make_pool(project)
+    Project.objects.filter(pk=project.pk).update(retrain_every=2, review_budget=0.1, audit_rate=0.0)
+    for item in Item.objects.filter(project=project).exclude(proposed_labels=[])[:2]:
+        item_transition(item=item, to=Status.NEEDS_REVIEW, action=ReviewAction.ROUTE)
+        item_transition(item=item, to=Status.ACCEPTED, action=ReviewAction.ACCEPT, user=annotator,
+                        final_labels=[item.extra["gold"]])
+    assert selection.selection_maybe_schedule(project.pk) is True  # autocommit: sent at once
+
+    scoring_round = wait_for_round(project)
+    assert scoring_round.state == ScoringRound.State.DONE, scoring_round.error
+    assert scoring_round.human_labels == 2 and scoring_round.metrics["trigger"] == "reviews"
+    assert Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).count() > 40
+    assert not Item.objects.filter(project=project, status=Status.PROPOSED).exists()
+    assert selection.selection_round_due(project=project) is False

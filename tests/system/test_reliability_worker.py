@@ -1,0 +1,147 @@
+"""A real Celery worker killed with SIGKILL in the middle of a generation job: the job still finishes, nothing is lost
+and nothing is stored twice.
+
+Two ways a worker dies:
+- its pool process is killed (the OOM killer's way): the worker sees the loss and, because the task is ``acks_late``
+  with ``reject_on_worker_lost``, puts the message back at once; a new pool process runs it again;
+- the whole worker is killed: the message stays unacknowledged in Redis and is handed out again by the next worker
+  that starts once the visibility timeout has passed (kombu restores unacked messages when a consumer starts, and
+  every ``unacked_restore_interval`` x ``unacked_restore_throttle`` seconds after). The filesystem transport deletes a
+  message when it hands it out, so there the whole-worker case loses the message: RELIABILITY.md says so.
+
+Either way the redelivered task has the same id, so it re-claims its own running job and resumes at the first batch not
+yet stored; the batch the dead worker had in flight is run again, and stored once.
+"""
+import os
+import signal
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from annotation.models import Item, Source, Status
+from generation import services
+from generation.models import GenerationBatch, GenerationJob, JobEvent, JobMode, JobStatus
+from tests.support.factories import make_item
+from tests.support.llm_server import LLMServer
+from tests.support.runtime import port_open, require, start_worker, stop_worker, worker_env
+
+REDIS_URL = os.environ.get("REL_REDIS_URL", "redis://127.0.0.1:6379/8")
+SEEDS = {
+    "positive": ["A wonderful film with a brilliant cast.", "I loved every minute of this moving story."],
+    "negative": ["A boring, dull mess with awful dialogue.", "I hated the plot and the acting was terrible."],
+}
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its closing parenthesis.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+class Broker:
+    """Where the test sends the task and the environment a worker needs to consume it."""
+
+    def __init__(self, kind: str, tmp_path: Path):
+        self.kind = kind
+        if kind == "redis":
+            require(port_open("127.0.0.1", 6379), "Redis on 127.0.0.1:6379")
+            self.env = {"CELERY_BROKER_URL": REDIS_URL, "CELERY_RESULT_BACKEND": REDIS_URL,
+                        "CELERY_VISIBILITY_TIMEOUT": "2"}
+            self.url, self.options = REDIS_URL, {"visibility_timeout": 2}
+        else:
+            root = tmp_path / "broker"
+            for sub in ("queue", "processed", "control"):
+                (root / sub).mkdir(parents=True)
+            self.env = {"CELERY_BROKER_URL": "filesystem://", "CELERY_BROKER_DIR": str(root),
+                        "CELERY_RESULT_BACKEND": f"file://{tmp_path}"}
+            self.url = "filesystem://"
+            self.options = {"data_folder_in": str(root / "queue"), "data_folder_out": str(root / "queue"),
+                            "processed_folder": str(root / "processed"), "control_folder": str(root / "control")}
+
+    def send(self, *, job_id: int, queue: str) -> None:
+        app = Celery("reliability-sender", set_as_current=False)
+        app.conf.broker_transport_options = self.options
+        # An explicit connection: Celery would otherwise take CELERY_BROKER_URL from this process's environment.
+        with app.connection_for_write(self.url) as connection:
+            app.send_task("generation.job_run", args=[job_id], queue=queue, task_id=f"rel-{uuid.uuid4()}",
+                          connection=connection)
+        app.close()
+
+
+@pytest.fixture
+def seeded(transactional_db, project):
+    for label, texts in SEEDS.items():
+        for text in texts:
+            make_item(project, text, status=Status.ACCEPTED, proposed=(), final_labels=[label],
+                      source=Source.IMPORTED)
+    return project
+
+
+def wait_for(predicate, *, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("broker_kind,killed", [
+    ("redis", "pool process"),
+    ("redis", "whole worker"),
+    ("filesystem", "pool process"),
+])
+def test_a_job_finishes_after_its_worker_is_killed(seeded, lead, tmp_path, broker_kind, killed):
+    broker = Broker(broker_kind, tmp_path)
+    queue = f"rel-kill-{uuid.uuid4().hex[:8]}"
+    with LLMServer(seed=11, latency=0.05, retry_after=0.05) as llm:
+        env = worker_env(OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="sk-test", OPENAI_TIMEOUT="10",
+                         **broker.env)
+        job = services.job_create(project=seeded, user=lead, mode=JobMode.LABEL_CONDITIONED, provider="openai",
+                                  options={"count": 40, "samples_per_request": 2, "requests_per_batch": 2,
+                                           "exemplars": 1, "max_concurrency": 2}, enqueue=False)
+        assert job.batches_total == 10
+        pool = "solo" if killed == "whole worker" else "prefork"
+        worker = start_worker(queue=queue, env=env, concurrency=1, pool=pool)
+        second = None
+        try:
+            broker.send(job_id=job.id, queue=queue)
+            wait_for(lambda: GenerationJob.objects.get(pk=job.id).batches_done >= 2, timeout=60,
+                     what="the first batches")
+            victim = worker.pid if killed == "whole worker" else children_of(worker.pid)[0]
+            os.kill(victim, signal.SIGKILL)
+            at_kill = GenerationJob.objects.get(pk=job.id)
+            assert at_kill.status == JobStatus.RUNNING and at_kill.batches_done < at_kill.batches_total
+            if killed == "whole worker":
+                worker.wait(timeout=10)
+                time.sleep(2.5)  # past the visibility timeout, so the next worker restores the message on start
+                second = start_worker(queue=queue, env=env, concurrency=1)
+            wait_for(lambda: not GenerationJob.objects.get(pk=job.id).is_active, timeout=90, what="the job to end")
+        finally:
+            log = stop_worker(worker) + (stop_worker(second) if second else "")
+
+    job.refresh_from_db()
+    events = list(JobEvent.objects.filter(job=job).values_list("kind", "message"))
+    assert job.status == JobStatus.SUCCEEDED, (events, log)
+    assert [kind for kind, _ in events].count("claimed") >= 2, "the job was not resumed by a redelivered task"
+    assert job.produced + job.filtered + job.failed == job.requested == 40
+    assert job.batches_done == job.batches_total == GenerationBatch.objects.filter(job=job, done=True).count()
+    keys = list(Item.objects.filter(generation_job_id=job.id).values_list("idempotency_key", flat=True))
+    assert len(keys) == len(set(keys)) == job.produced + job.filtered
+    # Every batch stored exactly what its outcome says: none lost, none twice.
+    per_batch = Counter(key.split(":")[1] for key in keys)
+    for batch in GenerationBatch.objects.filter(job=job):
+        assert per_batch[f"b{batch.index}"] == batch.outcome["produced"] + batch.outcome["filtered"]
