@@ -1,4 +1,8 @@
-"""Export a project's items as CSV or JSONL, streamed so memory stays flat at any size.
+"""Export a project's items (and its audit log) as CSV or JSONL, streamed so memory stays flat at any size.
+
+The formats are listed once, in ``EXPORT_FORMATS``: name, label, content type, file extension, and their writers (the
+streaming writer of items, the PostgreSQL COPY path of the base columns, the writer of the audit log). The form, the
+pages and the command read it; a format it does not list is an error.
 
 Columns: ``id, text, labels, status, source``; with provenance also ``created_at, job_id, conditions, model,
 llm_confidence, model_label, ambiguity, scores, reviewer, review_action, reviewed_at``. ``labels`` are the item's
@@ -15,28 +19,31 @@ JSONL: one object per line, ``labels`` a list, nested values (conditions, scores
 column types (what pandas and the ``datasets`` JSON loader need). No formula protection: JSON is not opened by
 spreadsheets.
 
-Elsewhere, and with provenance, rows are read in keyset batches of ``BATCH``. On PostgreSQL the base columns are
-formatted by the database in one ``COPY ... TO STDOUT`` by the same rules (``_postgres_copy``); Python only passes the
-bytes on, so an export costs little more than the COPY itself. The test suite runs on both databases, so both paths
-meet the same tests (formula protection, label cells, round trip).
+Rows are read in keyset batches of ``BATCH`` as ``ExportRow``s. Without provenance, PostgreSQL formats the base columns
+itself in one ``COPY ... TO STDOUT`` by the same rules (each format's ``copy_items``, run through
+``synthstudio.lib.sql.rows_formatted``); Python only passes the bytes on, so an export costs little more than the COPY
+itself. The test suite runs on both databases, so both paths meet the same tests (formula protection, label cells,
+round trip).
 """
-import codecs
 import csv
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from datetime import timezone as dt_timezone
+from typing import Any, NamedTuple
 
 from django.db import connection
-from django.db.models import JSONField, Max
+from django.db.models import JSONField, Max, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from annotation.errors import ServiceError
 from annotation.io.importing import join_labels
 from annotation.models import Item, Project, Review
+from synthstudio.lib import sql
 
 BATCH = 5000
 BASE_COLUMNS = ["id", "text", "labels", "status", "source"]
@@ -47,7 +54,6 @@ _PROVENANCE_FIELDS = ["created_at", "generation_job_id", "provenance", "llm_conf
                       "model_scores", "reviewed_at"]
 _FORMULA = re.compile(r"'*[=+\-@\t\r]")
 _FORMULA_FIRST = frozenset("'=+-@\t\r")
-CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl; charset=utf-8"}
 
 
 @dataclass(frozen=True)
@@ -87,8 +93,40 @@ def export_count(*, project: Project, filters: ExportFilters) -> int | None:
     return export_queryset(project=project, filters=filters).count()
 
 
-def export_records(*, project: Project, filters: ExportFilters, provenance: bool = False) -> Iterator[list[tuple]]:
-    """Batches of ``(id, text, labels, status, source[, provenance values...])``, read by id ranges.
+class ExportRow(NamedTuple):
+    """One exported item: the base columns."""
+
+    id: int
+    text: str
+    labels: "_LabelCells.Cell"
+    status: str
+    source: str
+
+
+class ProvenanceRow(NamedTuple):
+    """One exported item with the provenance columns."""
+
+    id: int
+    text: str
+    labels: "_LabelCells.Cell"
+    status: str
+    source: str
+    created_at: str | None
+    job_id: int | None
+    conditions: Any
+    model: str
+    llm_confidence: float | None
+    model_label: str | None
+    ambiguity: float | None
+    scores: Any
+    reviewer: str
+    review_action: str
+    reviewed_at: str | None
+
+
+def export_records(*, project: Project, filters: ExportFilters,
+                   provenance: bool = False) -> Iterator[list[ExportRow] | list[ProvenanceRow]]:
+    """Batches of ``ExportRow`` (``ProvenanceRow`` with provenance), read by id ranges.
 
     The SQL is Django's, but rows are read from the cursor directly: Django's per-value converters (a JSON decode per
     label column, a datetime parse) cost more than PostgreSQL takes to produce the rows. Label columns are decoded once
@@ -101,28 +139,33 @@ def export_records(*, project: Project, filters: ExportFilters, provenance: bool
     cells, iso, label, last = _LabelCells(), _iso_reader(), filters.label, 0
     get = cells.get
     while True:
-        sql, params = qs.filter(id__gt=last)[:BATCH].query.sql_with_params()
+        query, params = qs.filter(id__gt=last)[:BATCH].query.sql_with_params()
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(query, params)
             rows = cursor.fetchall()
         if not rows:
             return
-        last = rows[-1][0]
-        out = [(r[0], r[1], get(r[2], r[3]), r[4], r[5]) for r in rows]
+        first, last = rows[0][0], rows[-1][0]
         if provenance:
-            reviews = _last_reviews(project, rows[0][0], last)
-            out = [base + _provenance(r, reviews, iso) for base, r in zip(out, rows, strict=True)]
+            reviews = _last_reviews(project, first, last)
+            out = [_with_provenance(r, get, reviews, iso) for r in rows]
+        else:
+            out = [ExportRow(item_id, text, get(final, proposed), status, source)
+                   for item_id, text, final, proposed, status, source in rows]
         if label:
-            out = [r for r in out if label in r[2].names]
+            out = [r for r in out if label in r.labels.names]
         if out:
             yield out
 
 
-def _provenance(r: tuple, reviews: dict, iso) -> tuple:
-    prov = _json(r[8]) or {}
-    reviewer, action = reviews.get(r[0], ("", ""))
-    return (iso(r[6]), r[7], prov.get("conditions"), prov.get("model") or prov.get("model_name") or "", r[9], r[10],
-            r[11], _json(r[12]), reviewer, action, iso(r[13]))
+def _with_provenance(row: tuple, label_cell, reviews: dict, iso) -> ProvenanceRow:
+    (item_id, text, final, proposed, status, source,
+     created_at, job_id, provenance, confidence, model_label, ambiguity, scores, reviewed_at) = row
+    prov = _json(provenance) or {}
+    reviewer, action = reviews.get(item_id, ("", ""))
+    return ProvenanceRow(item_id, text, label_cell(final, proposed), status, source, iso(created_at), job_id,
+                         prov.get("conditions"), prov.get("model") or prov.get("model_name") or "", confidence,
+                         model_label, ambiguity, _json(scores), reviewer, action, iso(reviewed_at))
 
 
 class _LabelCells:
@@ -179,22 +222,40 @@ def columns(provenance: bool) -> list[str]:
     return BASE_COLUMNS + (PROVENANCE_COLUMNS if provenance else [])
 
 
-def export_csv(*, project: Project, filters: ExportFilters, provenance: bool = False) -> Iterator[str]:
+def export_stream(*, project: Project, fmt: str, filters: ExportFilters, provenance: bool = False) -> Iterator[str]:
+    """The export as text chunks; ServiceError for a format ``EXPORT_FORMATS`` does not list."""
+    spec = export_format(fmt)
+
+    def batches():
+        return export_records(project=project, filters=filters, provenance=provenance)
+
+    if provenance:
+        return spec.write_items(batches(), True)  # joined with each batch's last reviews: Python on every database
+    return sql.rows_formatted(
+        copy=lambda: spec.copy_items(export_queryset(project=project, filters=filters).order_by("id"), filters.label),
+        stream=lambda: spec.write_items(batches(), False),
+    )
+
+
+# --- CSV -------------------------------------------------------------------------------------------------------------
+
+def _csv_items(batches: Iterator[list[ExportRow] | list[ProvenanceRow]], provenance: bool) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns(provenance))
-    for batch in export_records(project=project, filters=filters, provenance=provenance):
+    for batch in batches:
         if provenance:
             writer.writerows([
-                (r[0], neutralise(r[1]), r[2].csv, r[3], r[4], r[5], _blank(r[6]), _json_cell(r[7]), neutralise(r[8]),
-                 _blank(r[9]), neutralise(r[10]), _blank(r[11]), _json_cell(r[12]), neutralise(r[13]), r[14],
-                 _blank(r[15]))
+                (r.id, neutralise(r.text), r.labels.csv, r.status, r.source, r.created_at, _blank(r.job_id),
+                 _json_cell(r.conditions), neutralise(r.model), _blank(r.llm_confidence), neutralise(r.model_label),
+                 _blank(r.ambiguity), _json_cell(r.scores), neutralise(r.reviewer), r.review_action,
+                 _blank(r.reviewed_at))
                 for r in batch
             ])
         else:
             # The base columns are written by hand (the csv module's per-row overhead is most of an export's time):
             # id is an int, status and source are enum names, the label cell is quoted once per distinct cell.
-            buffer.write("".join([f"{r[0]},{_csv_quote(neutralise(r[1]))},{r[2].csv_quoted},{r[3]},{r[4]}\n"
+            buffer.write("".join([f"{r.id},{_csv_quote(neutralise(r.text))},{r.labels.csv_quoted},{r.status},{r.source}\n"
                                   for r in batch]))
         yield buffer.getvalue()
         buffer.seek(0)
@@ -202,66 +263,36 @@ def export_csv(*, project: Project, filters: ExportFilters, provenance: bool = F
     yield buffer.getvalue()
 
 
-def export_jsonl(*, project: Project, filters: ExportFilters, provenance: bool = False) -> Iterator[str]:
-    # Lines are assembled from pre-encoded parts: the same JSON as json.dumps(ensure_ascii=False) of the whole object,
-    # without building a dict per row.
-    string = json.encoder.encode_basestring
-    dumps = json.JSONEncoder(ensure_ascii=False).encode
-    for batch in export_records(project=project, filters=filters, provenance=provenance):
-        lines = [f'{{"id": {r[0]}, "text": {string(r[1])}, "labels": {r[2].json}, "status": {string(r[3])}, '
-                 f'"source": {string(r[4])}' for r in batch]
-        if provenance:
-            lines = [line + ", " + dumps(dict(zip(PROVENANCE_COLUMNS, (
-                r[5], r[6], _json_text(r[7]), r[8], r[9], r[10], r[11], _json_text(r[12]), r[13], r[14], r[15]))))[1:]
-                for line, r in zip(lines, batch, strict=True)]
-        else:
-            lines = [line + "}" for line in lines]
-        lines.append("")
-        yield "\n".join(lines)
+def _csv_items_copy(rows: QuerySet, label: str) -> sql.CopySelect:
+    """The base CSV export formatted by PostgreSQL: formula protection and the label cell in SQL."""
+    t, labels, rows = _copy_labels(rows, label)
+    formula = "^" + _FORMULA.pattern
+    # join_labels in SQL: \ and | inside a name escaped with \, names joined with |, NULL (an empty cell) for none.
+    joined = (f"SELECT string_agg(replace(replace(l.x, '\\', '\\\\'), '|', '\\|'), '|' ORDER BY l.n) "
+              f"FROM jsonb_array_elements_text({labels}) WITH ORDINALITY AS l(x, n)")
+    rows = rows.annotate(
+        text_cell=RawSQL(f'CASE WHEN {t}."text" ~ %s THEN %s || {t}."text" ELSE {t}."text" END', [formula, "'"]),
+        labels_cell=RawSQL(f"SELECT CASE WHEN c ~ %s THEN %s || c ELSE c END FROM ({joined}) AS j(c)", [formula, "'"]),
+    ).values_list("id", "text_cell", "labels_cell", "status", "source")
+    return sql.CopySelect(rows=rows, options="FORMAT csv", header=",".join(BASE_COLUMNS) + "\n")
 
 
-def export_stream(*, project: Project, fmt: str, filters: ExportFilters, provenance: bool = False) -> Iterator[str]:
-    if fmt not in CONTENT_TYPES:
-        raise ValueError(f"unknown export format {fmt!r}")
-    if connection.vendor == "postgresql" and not provenance:
-        return _postgres_copy(project=project, filters=filters, fmt=fmt)
-    export = export_csv if fmt == "csv" else export_jsonl
-    return export(project=project, filters=filters, provenance=provenance)
-
-
-def _postgres_copy(*, project: Project, filters: ExportFilters, fmt: str) -> Iterator[str]:
-    """The base export written by PostgreSQL: the Django query, with cells built in SQL, inside COPY ... TO STDOUT."""
-    t = connection.ops.quote_name(Item._meta.db_table)
-    labels = (f'CASE WHEN jsonb_array_length({t}."final_labels") > 0 THEN {t}."final_labels" '
-              f'ELSE {t}."proposed_labels" END')
-    qs = export_queryset(project=project, filters=filters).order_by("id")
-    if filters.label:
-        qs = qs.alias(labels_json=RawSQL(labels, [], output_field=JSONField())).filter(
-            labels_json__contains=[filters.label])
-    if fmt == "csv":
-        formula = "^" + _FORMULA.pattern
-        # join_labels in SQL: \ and | inside a name escaped with \, names joined with |, NULL (an empty cell) for none.
-        joined = (f"SELECT string_agg(replace(replace(l.x, '\\', '\\\\'), '|', '\\|'), '|' ORDER BY l.n) "
-                  f"FROM jsonb_array_elements_text({labels}) WITH ORDINALITY AS l(x, n)")
-        rows = qs.annotate(
-            text_cell=RawSQL(f'CASE WHEN {t}."text" ~ %s THEN %s || {t}."text" ELSE {t}."text" END', [formula, "'"]),
-            labels_cell=RawSQL(f"SELECT CASE WHEN c ~ %s THEN %s || c ELSE c END FROM ({joined}) AS j(c)",
-                               [formula, "'"]),
-        ).values_list("id", "text_cell", "labels_cell", "status", "source")
-        header, options = ",".join(BASE_COLUMNS) + "\n", "FORMAT csv"
-    else:
-        line = (f"json_build_object('id', {t}.\"id\", 'text', {t}.\"text\", 'labels', {labels}, "
-                f"'status', {t}.\"status\", 'source', {t}.\"source\")::text")
-        rows = qs.annotate(line=RawSQL(line, [])).values_list("line")
-        # CSV format with delimiter and quote characters JSON always escapes: each line comes out as it is.
-        header, options = "", "FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01'"
-    select = connection.ops.compose_sql(*rows.query.sql_with_params())
-    yield header
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY ({select}) TO STDOUT WITH ({options})") as copy:
-        for block in copy:
-            yield decoder.decode(block)
-    yield decoder.decode(b"", final=True)
+def _csv_reviews(batches: Iterator[list[dict]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")  # as the item export
+    writer.writerow(AUDIT_COLUMNS)
+    for batch in batches:
+        writer.writerows([
+            (r["id"], r["created_at"], r["item_id"], neutralise(r["user"]), r["action"], neutralise(r["reason"]),
+             neutralise(r["note"]), _blank(r["time_spent_ms"]), r["is_audit"],
+             neutralise(json.dumps(r["before"], ensure_ascii=False, sort_keys=True)),
+             neutralise(json.dumps(r["after"], ensure_ascii=False, sort_keys=True)))
+            for r in batch
+        ])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
 
 
 def _csv_quote(cell: str) -> str:
@@ -281,8 +312,56 @@ def _json_cell(value) -> str:
     return "" if value in (None, {}, []) else neutralise(json.dumps(value, ensure_ascii=False, sort_keys=True))
 
 
+# --- JSONL -----------------------------------------------------------------------------------------------------------
+
+def _jsonl_items(batches: Iterator[list[ExportRow] | list[ProvenanceRow]], provenance: bool) -> Iterator[str]:
+    # Lines are assembled from pre-encoded parts: the same JSON as json.dumps(ensure_ascii=False) of the whole object,
+    # without building a dict per row.
+    string = json.encoder.encode_basestring
+    dumps = json.JSONEncoder(ensure_ascii=False).encode
+    for batch in batches:
+        lines = [f'{{"id": {r.id}, "text": {string(r.text)}, "labels": {r.labels.json}, "status": {string(r.status)}, '
+                 f'"source": {string(r.source)}' for r in batch]
+        if provenance:
+            lines = [line + ", " + dumps(dict(zip(PROVENANCE_COLUMNS, (
+                r.created_at, r.job_id, _json_text(r.conditions), r.model, r.llm_confidence, r.model_label,
+                r.ambiguity, _json_text(r.scores), r.reviewer, r.review_action, r.reviewed_at), strict=True)))[1:]
+                for line, r in zip(lines, batch, strict=True)]
+        else:
+            lines = [line + "}" for line in lines]
+        lines.append("")
+        yield "\n".join(lines)
+
+
+def _jsonl_items_copy(rows: QuerySet, label: str) -> sql.CopySelect:
+    """The base JSONL export built by PostgreSQL: one json_build_object per line."""
+    t, labels, rows = _copy_labels(rows, label)
+    line = (f"json_build_object('id', {t}.\"id\", 'text', {t}.\"text\", 'labels', {labels}, "
+            f"'status', {t}.\"status\", 'source', {t}.\"source\")::text")
+    # CSV format with delimiter and quote characters JSON always escapes: each line comes out as it is.
+    return sql.CopySelect(rows=rows.annotate(line=RawSQL(line, [])).values_list("line"),
+                          options="FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01'")
+
+
+def _jsonl_reviews(batches: Iterator[list[dict]]) -> Iterator[str]:
+    for batch in batches:
+        yield "".join(json.dumps({c: r[c] for c in AUDIT_COLUMNS}, ensure_ascii=False) + "\n" for r in batch)
+
+
 def _json_text(value) -> str | None:
     return None if value in (None, {}, []) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _copy_labels(rows: QuerySet, label: str) -> tuple[str, str, QuerySet]:
+    """For the COPY writers: the quoted table, the SQL of the labels an item shows (final, else proposed) and the rows
+    with the label filter applied in SQL."""
+    t = connection.ops.quote_name(Item._meta.db_table)
+    labels = (f'CASE WHEN jsonb_array_length({t}."final_labels") > 0 THEN {t}."final_labels" '
+              f'ELSE {t}."proposed_labels" END')
+    if label:
+        rows = rows.alias(labels_json=RawSQL(labels, [], output_field=JSONField())).filter(
+            labels_json__contains=[label])
+    return t, labels, rows
 
 
 # --- The audit log ---------------------------------------------------------------------------------------------------
@@ -304,25 +383,62 @@ def audit_log_records(*, project: Project) -> Iterator[list[dict]]:
 
 
 def audit_log_stream(*, project: Project, fmt: str) -> Iterator[str]:
-    """The full, append-only review log as CSV (formulas neutralised, before/after as JSON text) or JSONL."""
-    if fmt not in CONTENT_TYPES:
-        raise ValueError(f"unknown export format {fmt!r}")
-    if fmt == "jsonl":
-        for batch in audit_log_records(project=project):
-            yield "".join(json.dumps({c: r[c] for c in AUDIT_COLUMNS}, ensure_ascii=False) + "\n" for r in batch)
-        return
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")  # as the item export
-    writer.writerow(AUDIT_COLUMNS)
-    for batch in audit_log_records(project=project):
-        writer.writerows([
-            (r["id"], r["created_at"], r["item_id"], neutralise(r["user"]), r["action"], neutralise(r["reason"]),
-             neutralise(r["note"]), _blank(r["time_spent_ms"]), r["is_audit"],
-             neutralise(json.dumps(r["before"], ensure_ascii=False, sort_keys=True)),
-             neutralise(json.dumps(r["after"], ensure_ascii=False, sort_keys=True)))
-            for r in batch
-        ])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
+    """The full, append-only review log (formulas neutralised in CSV, before/after as JSON text); ServiceError for a
+    format ``EXPORT_FORMATS`` does not list."""
+    return export_format(fmt).write_reviews(audit_log_records(project=project))
+
+
+# --- The registry ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """A file format of the item export and the audit log. A new format is one entry here (and a reader in
+    ``importing.IMPORT_FORMATS``, which the round-trip test asks for)."""
+
+    name: str
+    label: str
+    content_type: str
+    extensions: tuple[str, ...]  # the first names a download; any of them names the format of a file to write
+    description: str
+    write_items: Callable[[Iterator[list], bool], Iterator[str]]  # batches of ExportRow / ProvenanceRow -> text
+    copy_items: Callable[[QuerySet, str], sql.CopySelect]  # PostgreSQL: base columns of rows with the label filter
+    write_reviews: Callable[[Iterator[list[dict]]], Iterator[str]]
+
+    @property
+    def extension(self) -> str:
+        """The extension a download is named with."""
+        return self.extensions[0]
+
+
+EXPORT_FORMATS = {fmt.name: fmt for fmt in (
+    ExportFormat(
+        "csv", "CSV", "text/csv; charset=utf-8", ("csv",),
+        "Several labels in one cell are joined with |. A cell a spreadsheet would run as a formula (starting with "
+        "=, +, -, @, tab or carriage return) starts with an added ', which importing the file here removes again.",
+        _csv_items, _csv_items_copy, _csv_reviews,
+    ),
+    ExportFormat(
+        "jsonl", "JSONL", "application/jsonl; charset=utf-8", ("jsonl", "ndjson"),
+        "One object per line; labels is a list. Loads with pandas.read_json(path, lines=True) and "
+        "datasets.load_dataset(\"json\", data_files=path).",
+        _jsonl_items, _jsonl_items_copy, _jsonl_reviews,
+    ),
+)}
+
+
+def export_format(name: str) -> ExportFormat:
+    try:
+        return EXPORT_FORMATS[name]
+    except KeyError:
+        raise ServiceError(f"Unknown export format '{name}'; the formats are {', '.join(EXPORT_FORMATS)}.") from None
+
+
+def format_for_path(path: str) -> str:
+    """The format a file name's extension names; ServiceError for an extension no format has."""
+    suffix = path.lower().rpartition(".")[2]
+    for fmt in EXPORT_FORMATS.values():
+        if suffix in fmt.extensions:
+            return fmt.name
+    names = [f".{ext}" for fmt in EXPORT_FORMATS.values() for ext in fmt.extensions]
+    raise ServiceError(f"Cannot tell the format from the name '{path}': end it in {', '.join(names)}, "
+                       "or give the format.")

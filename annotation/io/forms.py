@@ -2,6 +2,8 @@
 from django import forms
 from django.conf import settings
 
+from annotation.io.exporting import EXPORT_FORMATS
+from annotation.io.importing import extensions
 from annotation.models import Source, Status
 
 
@@ -24,13 +26,13 @@ class ImportForm(forms.Form):
                 f"The file is {upload.size / 1e6:.1f} MB; uploads are limited to "
                 f"{settings.MAX_UPLOAD_BYTES / 1e6:.1f} MB. Split it, or import it with manage.py import_items."
             )
-        if not upload.name.lower().endswith((".csv", ".jsonl", ".ndjson")):
-            raise forms.ValidationError("Upload a .csv or .jsonl file.")
+        if not upload.name.lower().endswith(tuple(extensions())):
+            raise forms.ValidationError(f"Upload a file whose name ends in {', '.join(extensions())}.")
         return upload
 
 
 class ExportForm(forms.Form):
-    format = forms.ChoiceField(choices=[("csv", "CSV"), ("jsonl", "JSONL")], initial="csv")
+    format = forms.ChoiceField(choices=lambda: [(f.name, f.label) for f in EXPORT_FORMATS.values()], initial="csv")
     status = forms.MultipleChoiceField(choices=Status.choices, required=False,
                                        widget=forms.CheckboxSelectMultiple, help_text="None ticked: every status.")
     source = forms.ChoiceField(choices=[("", "any")] + list(Source.choices), required=False)
@@ -47,3 +49,8 @@ class ExportForm(forms.Form):
         super().__init__(*args, **kwargs)
         names = project.labels.values_list("name", flat=True)
         self.fields["label"].choices = [("", "any")] + [(n, n) for n in names]
+
+    @property
+    def formats(self):
+        """For the page: what each format is, and the audit log's download links."""
+        return EXPORT_FORMATS.values()

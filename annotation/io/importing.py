@@ -6,8 +6,14 @@ An import reads the file twice, never holding it in memory:
    Errors are collected with row number, field and reason (the first ``MAX_ERRORS`` are kept, all are counted). Texts
    are hashed (``annotation.models.content_hash``) to find duplicates within the file (8 bytes per row) and against the
    project (one indexed query per batch). Any error fails the whole import; nothing is written.
-2. **Write**: the rows are parsed again and written in batches inside one transaction (all or nothing). On PostgreSQL
-   the batches go through ``COPY FROM STDIN`` with ids taken from the table's sequence; elsewhere ``bulk_create``.
+2. **Write**: the rows are parsed again and written in batches inside one transaction (all or nothing), through
+   ``synthstudio.lib.sql.rows_insert`` (``COPY FROM STDIN`` on PostgreSQL, ``bulk_create`` elsewhere). The job is marked
+   done in the same transaction, so a job is done exactly when its items are stored.
+
+A run holds the job's process lock (``synthstudio.lib.sql.process_lock``) from before its claim to its end. A job that
+is still validating or importing while nobody holds its lock has lost its worker (killed, out of memory, machine gone):
+``import_jobs_reap``, called when the import pages are read, marks it failed, and its transaction, if it had one, died
+with the worker, so nothing was stored.
 
 Row numbers are what a person looks up: in a CSV file the spreadsheet row (the header is row 1, the first item row 2),
 in a JSONL file the line number.
@@ -27,7 +33,10 @@ Label cells: a JSONL value is a label name or a list of names. A CSV cell holds 
 CSV cells that our export protected against spreadsheet formulas (a leading ``'`` before ``= + - @``, tab or CR) are
 restored, so export then import gives the same text back (``ImportOptions.unescape_formulas``).
 
-Files must be UTF-8, with or without a byte-order mark; anything else fails with a message saying so.
+Files must be UTF-8, with or without a byte-order mark; anything else fails with a message saying so. A NUL character
+anywhere in a row (PostgreSQL can store it neither in text nor in JSON) is that row's error, naming the field.
+
+The formats a file can have are listed once, in ``IMPORT_FORMATS``; the export's are in ``exporting.EXPORT_FORMATS``.
 """
 import codecs
 import csv
@@ -43,11 +52,12 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, connections, reset_queries, transaction
+from django.db import reset_queries, transaction
 from django.utils import timezone
 
 from annotation.models import ImportJob, Item, Project, Source, Status, normalise_text
 from annotation.projects.schema import LABEL_SEPARATOR
+from synthstudio.lib import sql
 
 MAX_ERRORS = 100
 MAX_DUPLICATE_EXAMPLES = 50
@@ -56,8 +66,11 @@ BATCH = 2000
 # Progress is written every this many rows: often enough for a progress bar, rarely enough to cost nothing.
 PROGRESS_EVERY = 20_000
 ANALYZE_AFTER_ROWS = 50_000
-FORMATS = ("csv", "jsonl")
 UPLOAD_DIR = "imports"
+RUNNING = (ImportJob.State.VALIDATING, ImportJob.State.IMPORTING)
+WORKER_LOST = "The worker running this import stopped; nothing was stored. Upload the file again."
+NUL_REASON = "contains a NUL character (\\x00), which the database cannot store; remove it and import again"
+RUN_LOCK = "import"  # the name of the process lock a run holds (synthstudio.lib.sql.process_lock)
 
 _FORMULA_ESCAPED = re.compile(r"'+[=+\-@\t\r]")
 _TEXT_BOMS = {codecs.BOM_UTF16_LE: "UTF-16", codecs.BOM_UTF16_BE: "UTF-16", codecs.BOM_UTF32_LE: "UTF-32",
@@ -89,8 +102,8 @@ class ImportOptions:
     unescape_formulas: bool = True  # CSV only
 
     def __post_init__(self):
-        if self.format not in FORMATS:
-            raise ImportFailed(f"Unknown format '{self.format}'; use csv or jsonl.")
+        if self.format not in IMPORT_FORMATS:
+            raise ImportFailed(f"Unknown format '{self.format}'; use {' or '.join(IMPORT_FORMATS)}.")
         if self.duplicates not in ("skip", "keep"):
             raise ImportFailed("Duplicates must be 'skip' or 'keep'.")
         if not self.text_column:
@@ -106,7 +119,17 @@ class ImportOptions:
 
 
 def format_for(file_name: str) -> str:
-    return "csv" if file_name.lower().endswith(".csv") else "jsonl"
+    """The format a file's name says; a name no format claims is refused rather than guessed."""
+    lower = file_name.lower()
+    for fmt in IMPORT_FORMATS.values():
+        if lower.endswith(fmt.extensions):
+            return fmt.name
+    raise ImportFailed(f"Cannot tell the format of '{Path(file_name).name}' from its name: "
+                       f"name it {', '.join(extensions())}, or give the format.")
+
+
+def extensions() -> list[str]:
+    return [ext for fmt in IMPORT_FORMATS.values() for ext in fmt.extensions]
 
 
 @dataclass
@@ -204,11 +227,10 @@ def _not_utf8(exc: UnicodeDecodeError, row: int) -> ImportFailed:
     )
 
 
-def iter_records(path: Path, options: ImportOptions) -> Iterator[tuple[int, dict | RowProblem]]:
-    """Yield ``(row number, {column: value})`` for each data row, or ``(row, RowProblem)`` for an unreadable one."""
-    reader = _csv_records if options.format == "csv" else _jsonl_records
+def iter_records(path: Path, options: ImportOptions) -> Iterator[tuple[int, dict | list[RowProblem]]]:
+    """Yield ``(row number, {column: value})`` for each data row, or ``(row, [problems])`` for an unreadable one."""
     with _open_text(path) as f:
-        yield from reader(f, options)
+        yield from IMPORT_FORMATS[options.format].read(f, options)
 
 
 def _csv_records(f, options: ImportOptions):
@@ -230,19 +252,25 @@ def _csv_records(f, options: ImportOptions):
                 f"No column named {', '.join(repr(m) for m in missing)} in the file; its columns are: "
                 f"{', '.join(header)}.", row=1, field=missing[0],
             )
+        for name in header:
+            if "\x00" in name:
+                raise ImportFailed(f"The column name '{name}' {NUL_REASON}.", row=1, field=name)
         width = len(header)
         for cells in rows:
             row += 1
             if not cells:
                 continue
             if len(cells) != width:
-                yield row, RowProblem(row, "", f"the row has {len(cells)} cells; the header has {width}")
+                yield row, [RowProblem(row, "", f"the row has {len(cells)} cells; the header has {width}")]
+                continue
+            if "\x00" in "".join(cells):
+                yield row, [RowProblem(row, name, NUL_REASON) for name, cell in zip(header, cells) if "\x00" in cell]
                 continue
             yield row, dict(zip(header, cells))
     except UnicodeDecodeError as exc:
         raise _not_utf8(exc, row + 1) from None
     except csv.Error as exc:
-        yield row + 1, RowProblem(row + 1, "", f"unreadable CSV ({exc}); nothing after this row was read")
+        yield row + 1, [RowProblem(row + 1, "", f"unreadable CSV ({exc}); nothing after this row was read")]
 
 
 def _jsonl_records(f, options: ImportOptions):
@@ -254,16 +282,18 @@ def _jsonl_records(f, options: ImportOptions):
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
-                yield row, RowProblem(row, "", f"bad JSON: {exc.msg} (column {exc.colno})")
+                yield row, [RowProblem(row, "", f"bad JSON: {exc.msg} (column {exc.colno})")]
                 continue
             except RecursionError:
-                yield row, RowProblem(row, "", "the JSON is nested too deeply to read")
-                continue
-            if "\\u0000" in line and _has_nul(value):
-                yield row, RowProblem(row, "", "contains a NUL character (\\u0000), which the database cannot store")
+                yield row, [RowProblem(row, "", "the JSON is nested too deeply to read")]
                 continue
             if not isinstance(value, dict):
-                yield row, RowProblem(row, "", "each line must be a JSON object, like {\"text\": \"...\"}")
+                yield row, [RowProblem(row, "", "each line must be a JSON object, like {\"text\": \"...\"}")]
+                continue
+            # A raw NUL is not valid JSON (json.loads refuses it above); only the escape can put one in a value.
+            nul = [k for k, v in value.items() if _has_nul(k) or _has_nul(v)] if "\\u0000" in line else []
+            if nul:
+                yield row, [RowProblem(row, name, NUL_REASON) for name in nul]
                 continue
             yield row, value
     except UnicodeDecodeError as exc:
@@ -271,13 +301,37 @@ def _jsonl_records(f, options: ImportOptions):
 
 
 def _has_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
+    """Whether any string in a JSON value, keys included, holds a NUL. A loop, not recursion: the value may nest as
+    deep as the parser went, and recursing through it again would overflow the stack."""
+    stack = [value]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
     return False
+
+
+@dataclass(frozen=True)
+class ImportFormat:
+    """A file format the importer reads. ``text_cells``: every value is text, as in CSV, so several labels share a
+    cell joined with ``|`` and the formula quotes of our export are undone."""
+
+    name: str
+    extensions: tuple[str, ...]
+    read: Callable[[io.TextIOWrapper, ImportOptions], Iterator[tuple[int, dict | list[RowProblem]]]]
+    text_cells: bool
+
+
+IMPORT_FORMATS = {fmt.name: fmt for fmt in (
+    ImportFormat("csv", (".csv",), _csv_records, text_cells=True),
+    ImportFormat("jsonl", (".jsonl", ".ndjson"), _jsonl_records, text_cells=False),
+)}
 
 
 # --- Checking one row ------------------------------------------------------------------------------------------------
@@ -293,7 +347,8 @@ class RowParser:
         for name in names:
             self.labels.setdefault(name.casefold(), name)
         self.label_hint = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
-        self.unescape = options.format == "csv" and options.unescape_formulas
+        self.text_cells = IMPORT_FORMATS[options.format].text_cells
+        self.unescape = self.text_cells and options.unescape_formulas
         self.mapped = options.mapped
 
     def parse(self, row: int, record: dict) -> ImportRow | list[RowProblem]:
@@ -325,7 +380,7 @@ class RowParser:
         if value is None or value == "":
             return []
         if isinstance(value, str):
-            raw = split_labels(value) if self.options.format == "csv" else [value.strip()]
+            raw = split_labels(value) if self.text_cells else [value.strip()]
         elif isinstance(value, list) and all(isinstance(v, str) for v in value):
             raw = [v.strip() for v in value if v.strip()]
         else:
@@ -374,8 +429,9 @@ def import_validate(
     project_examples: dict[int, int] = {}  # row index -> id of the project item it repeats, for the first few only
     pending: list[tuple[int, str]] = []  # (row index, hex hash) waiting for the batched lookup in the project
     for row, record in iter_records(path, options):
-        if isinstance(record, RowProblem):
-            report.add_error(record)
+        if isinstance(record, list):
+            for problem in record:
+                report.add_error(problem)
             parsed = None
         else:
             parsed = parser.parse(row, record)
@@ -463,7 +519,7 @@ def import_rows(*, project: Project, path: Path, options: ImportOptions, skip: b
     for index, (row, record) in enumerate(iter_records(path, options)):
         if skip and skip[index]:
             continue
-        parsed = None if isinstance(record, RowProblem) else parser.parse(row, record)
+        parsed = None if isinstance(record, list) else parser.parse(row, record)
         if not isinstance(parsed, ImportRow):
             raise ImportFailed(f"Row {row} changed since it was checked; import the file again.", row=row)
         yield parsed
@@ -480,111 +536,29 @@ def items_import(
     ``job_id`` every item gets the idempotency key ``import<job>:<row>`` and ``provenance`` naming job and row, so
     running the same job twice cannot store a row twice (the second run fails on the unique key and rolls back).
     """
-    writer = _PostgresWriter() if connection.vendor == "postgresql" else _OrmWriter()
-    now = timezone.now()
+    constant = {"project_id": project.pk, "source": Source.IMPORTED}
     written, batch = 0, []
     for row in rows:
-        batch.append(row)
+        batch.append(_item_values(row, job_id))
         if len(batch) >= BATCH:
-            written += writer.write(project.pk, job_id, batch, now)
+            written += sql.rows_insert(model=Item, rows=batch, constant=constant)
             batch = []
             if on_progress and written % PROGRESS_EVERY < BATCH:
                 on_progress(written)
-    if batch:
-        written += writer.write(project.pk, job_id, batch, now)
+    written += sql.rows_insert(model=Item, rows=batch, constant=constant)
     return written
 
 
 def _item_values(row: ImportRow, job_id: int | None) -> dict:
     status = Status.ACCEPTED if row.final_labels else Status.PROPOSED
     return {
-        "text": row.text, "extra": row.extra, "status": status, "source": Source.IMPORTED,
+        "text": row.text, "extra": row.extra, "status": status,
         "proposed_labels": row.proposed_labels, "llm_confidence": row.llm_confidence,
         "final_labels": row.final_labels,
         "provenance": {"import_job": job_id, "row": row.row} if job_id is not None else row.provenance,
         "idempotency_key": f"import{job_id}:{row.row}" if job_id is not None else None,
         "content_hash": _hash(row.text).hex(),
     }
-
-
-class _OrmWriter:
-    """bulk_create: SQLite and any other backend."""
-
-    def write(self, project_id, job_id, rows, now) -> int:
-        return len(Item.objects.bulk_create(
-            [Item(project_id=project_id, created_at=now, **_item_values(r, job_id)) for r in rows]
-        ))
-
-
-class _PostgresWriter:
-    """COPY FROM STDIN in text format, several times faster than INSERT. Every concrete column but the id is written
-    (defaults from the model fields), so a field added later with a default needs no change here."""
-
-    def __init__(self):
-        self.items = _CopyTable(Item, skip=["id"], varying=["text", "extra", "status", "proposed_labels",
-                                                            "llm_confidence", "final_labels", "provenance",
-                                                            "idempotency_key", "content_hash"])
-
-    def write(self, project_id, job_id, rows, now) -> int:
-        with connection.cursor() as cursor:
-            self.items.copy(cursor, [_item_values(r, job_id) for r in rows],
-                            {"project_id": project_id, "source": Source.IMPORTED, "created_at": now, "updated_at": now})
-        return len(rows)
-
-
-_COPY_NULL = "\\N"
-
-
-def _copy_escape(text: str) -> str:
-    """COPY text format: backslash, newline, carriage return and tab are written as backslash escapes."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-
-
-def _copy_formatter(field) -> Callable:
-    """value -> its COPY text for one model field; label lists repeat, so their JSON is cached."""
-    kind = field.get_internal_type()
-    if kind == "JSONField":
-        cache: dict = {}
-
-        def as_json(value):
-            if value is None:
-                return _COPY_NULL
-            if isinstance(value, list) and all(isinstance(v, str) for v in value):
-                key = tuple(value)
-                if key not in cache:
-                    cache[key] = _copy_escape(json.dumps(value, ensure_ascii=False))
-                return cache[key]
-            return _copy_escape(json.dumps(value, ensure_ascii=False, cls=field.encoder))
-        return as_json
-    if kind == "BooleanField":
-        return lambda v: _COPY_NULL if v is None else ("t" if v else "f")
-    if kind == "DateTimeField":
-        return lambda v: _COPY_NULL if v is None else v.isoformat()
-    return lambda v: _COPY_NULL if v is None else _copy_escape(str(v))
-
-
-class _CopyTable:
-    def __init__(self, model, *, varying: list[str], skip: Iterable[str] = ()):
-        self.fields = [f for f in model._meta.concrete_fields if f.attname not in skip]
-        self.format = {f.attname: _copy_formatter(f) for f in self.fields}
-        self.varying = [(i, f.attname, self.format[f.attname]) for i, f in enumerate(self.fields)
-                        if f.attname in varying]
-        columns = ", ".join(connection.ops.quote_name(f.column) for f in self.fields)
-        self.sql = f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN"
-
-    def copy(self, cursor, rows: list[dict], constant: dict) -> None:
-        template = [self.format[f.attname](constant[f.attname] if f.attname in constant else f.get_default())
-                    for f in self.fields]
-        lines = []
-        for values in rows:
-            out = template.copy()
-            for i, name, fmt in self.varying:
-                out[i] = fmt(values[name])
-            lines.append("\t".join(out))
-        lines.append("")
-        # The raw psycopg cursor does COPY; Django's wrapper turns its errors into django.db ones (IntegrityError...).
-        with connection.wrap_database_errors, cursor.cursor.copy(self.sql) as copy:
-            copy.write("\n".join(lines))
 
 
 # --- The job ---------------------------------------------------------------------------------------------------------
@@ -595,7 +569,16 @@ def upload_path(job: ImportJob) -> Path:
 
 def import_job_create(*, project: Project, user, file_name: str, options: ImportOptions,
                       source_path: Path | None = None, upload=None) -> ImportJob:
-    """Record a queued import of a local file (read in place) or of an upload (saved under MEDIA_ROOT/imports/)."""
+    """Record an import of an upload or of a local file.
+
+    An upload is saved under MEDIA_ROOT/imports/ and queued for the Celery task ``annotation.import_items`` once the
+    transaction commits. A local file (``source_path``: the command) is read in place, so the caller runs the job
+    itself with ``import_job_run``: a worker on another machine could not read it.
+    """
+    from annotation.io import tasks  # tasks imports this module
+
+    if (source_path is None) == (upload is None):
+        raise TypeError("import_job_create takes either source_path or upload")
     job = ImportJob.objects.create(project=project, created_by=user, file_name=Path(file_name).name[:255],
                                    format=options.format, options=options.to_dict())
     path = source_path or upload_path(job)
@@ -606,13 +589,24 @@ def import_job_create(*, project: Project, user, file_name: str, options: Import
                 out.write(chunk)
     job.file_path = str(path)
     job.save(update_fields=["file_path"])
+    if upload is not None:
+        tasks.import_items.delay_on_commit(job.pk)
     return job
 
 
 def import_job_run(*, job_id: int) -> ImportJob | None:
-    """Validate and write one queued import; safe to call twice (the second call finds the job claimed)."""
-    if not ImportJob.objects.filter(pk=job_id, state=ImportJob.State.QUEUED).update(state=ImportJob.State.VALIDATING):
-        return None
+    """Validate and write one queued import; safe to call twice (the second call finds the job claimed).
+
+    The job's process lock is taken before the claim and kept to the end, so a job that is running always has a live
+    holder, and ``import_jobs_reap`` can tell a dead run from a live one.
+    """
+    with sql.process_lock(name=RUN_LOCK, key=job_id) as held:
+        claimed = held and ImportJob.objects.filter(pk=job_id, state=ImportJob.State.QUEUED).update(
+            state=ImportJob.State.VALIDATING)
+        return _run(job_id) if claimed else None
+
+
+def _run(job_id: int) -> ImportJob:
     job = ImportJob.objects.select_related("project", "created_by").get(pk=job_id)
     jobs = ImportJob.objects.filter(pk=job_id)
     path = Path(job.file_path)
@@ -626,14 +620,19 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
             return _refresh(job)
         jobs.update(state=ImportJob.State.IMPORTING, rows_total=report.rows, duplicates=report.duplicates,
                     duplicate_rows=report.duplicate_rows)
-        with _ProgressReporter(job_id) as progress:
-            written = items_import(
-                project=job.project, job_id=job.pk, on_progress=progress,
-                rows=import_rows(project=job.project, path=path, options=options, skip=report.skip),
-            )
-        _analyze_after(written)
-        jobs.update(state=ImportJob.State.DONE, rows_done=report.rows, rows_imported=written,
-                    finished_at=timezone.now())
+        with transaction.atomic():
+            with sql.side_writer(model=ImportJob, pk=job_id, field="rows_done") as progress:
+                written = items_import(
+                    project=job.project, job_id=job.pk, on_progress=progress,
+                    rows=import_rows(project=job.project, path=path, options=options, skip=report.skip),
+                )
+            if written >= ANALYZE_AFTER_ROWS:
+                # With stale statistics the planner takes a project's new rows for a handful and picks plans (a sort
+                # of every row per keyset page) that are fatal at this size; autovacuum would get there, but not
+                # before the lead's first export or queue page.
+                sql.statistics_refresh(model=Item)
+            jobs.update(state=ImportJob.State.DONE, rows_done=report.rows, rows_imported=written,
+                        finished_at=timezone.now())
     except ImportFailed as exc:
         jobs.update(state=ImportJob.State.FAILED, finished_at=timezone.now(),
                     errors=[{"row": exc.row, "field": exc.field, "message": str(exc)}])
@@ -647,13 +646,24 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     return _refresh(job)
 
 
-def _analyze_after(written: int) -> None:
-    """Refresh PostgreSQL's statistics after a big import: with stale ones the planner takes a project's new rows for
-    a handful and picks plans (a sort of every row per keyset page) that are fatal at this size. Autovacuum would get
-    there, but not before the lead's first export or queue page."""
-    if connection.vendor == "postgresql" and written >= ANALYZE_AFTER_ROWS:
-        with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {connection.ops.quote_name(Item._meta.db_table)}")
+def import_jobs_reap(*, project: Project) -> int:
+    """Mark failed the project's imports whose worker died mid-run; returns how many.
+
+    A running job whose process lock nobody holds has lost its worker: the transaction of its items died with the
+    worker (items and "done" commit together), so nothing was stored, and the upload is deleted. Called when the
+    import pages are read, which is when anyone looks; a job that merely waits in the queue is left alone.
+    """
+    reaped = 0
+    for pk, file_path in ImportJob.objects.filter(project=project, state__in=RUNNING).values_list("pk", "file_path"):
+        if sql.process_lock_held(name=RUN_LOCK, key=pk):
+            continue
+        if ImportJob.objects.filter(pk=pk, state__in=RUNNING).update(
+            state=ImportJob.State.FAILED, finished_at=timezone.now(),
+            errors=[{"row": None, "field": "", "message": WORKER_LOST}],
+        ):
+            reaped += 1
+            _remove_upload(Path(file_path))
+    return reaped
 
 
 def _refresh(job: ImportJob) -> ImportJob:
@@ -666,35 +676,3 @@ def _remove_upload(path: Path) -> None:
     uploads = (Path(settings.MEDIA_ROOT) / UPLOAD_DIR).resolve()
     if path.resolve().parent == uploads:
         path.unlink(missing_ok=True)
-
-
-class _ProgressReporter:
-    """Writes rows written so far while the import's transaction is open.
-
-    The rows are invisible to other connections until the commit, so progress goes through a second connection
-    (PostgreSQL only: SQLite has one writer at a time, and there the page shows "writing" until the commit). The
-    update skips a locked job row instead of waiting for it: progress is best effort and must never deadlock.
-    """
-
-    def __init__(self, job_id: int):
-        self.job_id = job_id
-        self.side = None
-
-    def __enter__(self):
-        if connection.vendor == "postgresql":
-            self.side = connections.create_connection("default")
-        return self
-
-    def __call__(self, rows_done: int) -> None:
-        if self.side is None:
-            return
-        table = self.side.ops.quote_name(ImportJob._meta.db_table)
-        with self.side.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {table} SET rows_done = %s WHERE id = "
-                f"(SELECT id FROM {table} WHERE id = %s FOR UPDATE SKIP LOCKED)", [rows_done, self.job_id],
-            )
-
-    def __exit__(self, *exc):
-        if self.side is not None:
-            self.side.close()

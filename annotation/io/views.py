@@ -4,19 +4,16 @@ An upload is saved and handed to a Celery task (``annotation.io.tasks.import_ite
 code path; the job page polls its status with HTMX until the job ends. Exports stream straight from the database.
 """
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 from django_htmx.http import HttpResponseClientRedirect
 
-from annotation.io import exporting, importing
-from annotation.io import tasks as io_tasks
+from annotation.io import exporting, importing, selectors
 from annotation.io.forms import ExportForm, ImportForm
-from annotation.models import ImportJob
 from annotation.permissions import LEAD, project_view
-
-RECENT_JOBS = 10
+from synthstudio.lib.pages import render_page
 
 
 @project_view(LEAD)
@@ -31,20 +28,19 @@ def import_page(request, access):
         )
         job = importing.import_job_create(project=access.project, user=request.user, file_name=data["file"].name,
                                           options=options, upload=data["file"])
-        io_tasks.import_items.delay_on_commit(job.id)
         url = reverse("import_detail", args=[access.project.id, job.id])
         return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
-    jobs = ImportJob.objects.filter(project=access.project).select_related("created_by")[:RECENT_JOBS]
-    context = {"access": access, "project": access.project, "form": form, "jobs": jobs}
-    template = "annotation/io/_import_jobs.html" if request.htmx else "annotation/io/import.html"
-    return render(request, template, context, status=400 if form.errors else 200)
+    importing.import_jobs_reap(project=access.project)
+    return render_page(request, access, "annotation/io/import.html", partial="annotation/io/_import_jobs.html",
+                       status=400 if form.errors else 200, form=form,
+                       jobs=selectors.import_jobs_recent(project=access.project))
 
 
 @project_view(LEAD)
 def import_detail(request, access, job_id):
-    job = get_object_or_404(ImportJob, pk=job_id, project=access.project)
-    template = "annotation/io/_import_status.html" if request.htmx else "annotation/io/import_detail.html"
-    return render(request, template, {"access": access, "project": access.project, "job": job})
+    importing.import_jobs_reap(project=access.project)
+    return render_page(request, access, "annotation/io/import_detail.html", partial="annotation/io/_import_status.html",
+                       job=selectors.import_job_get(project=access.project, job_id=job_id))
 
 
 @project_view(LEAD)
@@ -54,22 +50,21 @@ def export_page(request, access):
     if not form.is_bound or form.is_valid():
         filters = _filters(form) if form.is_bound else exporting.ExportFilters()
         count = exporting.export_count(project=access.project, filters=filters)
-    context = {"access": access, "project": access.project, "form": form, "count": count}
-    template = "annotation/io/_export_count.html" if request.htmx else "annotation/io/export.html"
-    return render(request, template, context)
+    return render_page(request, access, "annotation/io/export.html", partial="annotation/io/_export_count.html",
+                       form=form, count=count)
 
 
 @project_view(LEAD)
 def export_download(request, access):
     form = ExportForm(request.GET, project=access.project)
     if not form.is_valid():
-        context = {"access": access, "project": access.project, "form": form, "count": None}
-        return render(request, "annotation/io/export.html", context, status=400)
+        return render_page(request, access, "annotation/io/export.html", status=400, form=form, count=None)
     fmt = form.cleaned_data["format"]
     stream = exporting.export_stream(project=access.project, fmt=fmt, filters=_filters(form),
                                      provenance=form.cleaned_data["provenance"])
-    response = StreamingHttpResponse(stream, content_type=exporting.CONTENT_TYPES[fmt])
-    name = f"{slugify(access.project.name) or 'project'}-{timezone.now():%Y%m%d-%H%M}.{fmt}"
+    spec = exporting.EXPORT_FORMATS[fmt]
+    response = StreamingHttpResponse(stream, content_type=spec.content_type)
+    name = f"{slugify(access.project.name) or 'project'}-{timezone.now():%Y%m%d-%H%M}.{spec.extension}"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 
@@ -77,12 +72,12 @@ def export_download(request, access):
 @project_view(LEAD)
 def audit_log_download(request, access):
     """Every Review row of the project (the audit log), streamed as CSV or JSONL."""
-    fmt = request.GET.get("format", "csv")
-    if fmt not in exporting.CONTENT_TYPES:
-        return HttpResponseBadRequest("format must be csv or jsonl")
-    response = StreamingHttpResponse(exporting.audit_log_stream(project=access.project, fmt=fmt),
-                                     content_type=exporting.CONTENT_TYPES[fmt])
-    name = f"{slugify(access.project.name) or 'project'}-reviews-{timezone.now():%Y%m%d-%H%M}.{fmt}"
+    spec = exporting.EXPORT_FORMATS.get(request.GET.get("format", "csv"))
+    if spec is None:
+        return HttpResponseBadRequest(f"format must be one of: {', '.join(exporting.EXPORT_FORMATS)}")
+    response = StreamingHttpResponse(exporting.audit_log_stream(project=access.project, fmt=spec.name),
+                                     content_type=spec.content_type)
+    name = f"{slugify(access.project.name) or 'project'}-reviews-{timezone.now():%Y%m%d-%H%M}.{spec.extension}"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 

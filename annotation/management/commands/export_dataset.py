@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from annotation.errors import ServiceError
 from annotation.io import exporting
 from annotation.models import Project, Source, Status
 
@@ -14,8 +15,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--project", type=int, required=True, help="project id")
         parser.add_argument("--output", "-o", default="-", help="file path, or - for standard output")
-        parser.add_argument("--format", choices=sorted(exporting.CONTENT_TYPES),
-                            help="default: from --output, else csv")
+        parser.add_argument("--format", choices=list(exporting.EXPORT_FORMATS),
+                            help="default: from the extension of --output; csv for standard output")
         parser.add_argument("--status", action="append", choices=Status.values, default=[], help="repeatable")
         parser.add_argument("--source", choices=Source.values, default="")
         parser.add_argument("--label", default="", help="only items that carry this label")
@@ -29,7 +30,10 @@ class Command(BaseCommand):
         target = Project.objects.filter(pk=project).first()
         if target is None:
             raise CommandError(f"No project with id {project}")
-        fmt = o["format"] or ("jsonl" if output.endswith((".jsonl", ".ndjson")) else "csv")
+        try:
+            fmt = o["format"] or ("csv" if output == "-" else exporting.format_for_path(output))
+        except ServiceError as exc:
+            raise CommandError(str(exc)) from None
         filters = exporting.ExportFilters(statuses=tuple(o["status"]), source=o["source"], label=o["label"],
                                           created_from=o["created_from"], created_to=o["created_to"])
         chunks = exporting.export_stream(project=target, fmt=fmt, filters=filters, provenance=o["provenance"])

@@ -14,7 +14,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("path", type=Path)
         parser.add_argument("--project", type=int, required=True, help="project id")
-        parser.add_argument("--format", choices=importing.FORMATS, help="default: from the file name")
+        parser.add_argument("--format", choices=list(importing.IMPORT_FORMATS), help="default: from the file name")
         parser.add_argument("--text-column", default="text")
         parser.add_argument("--label-column", default="", help="gold/seed labels: such rows are stored accepted")
         parser.add_argument("--llm-label-column", default="")

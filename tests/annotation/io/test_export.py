@@ -5,14 +5,17 @@ import json
 from datetime import date, timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from annotation.errors import ServiceError
 from annotation.io import exporting
-from annotation.io.exporting import ExportFilters
+from annotation.io.exporting import EXPORT_FORMATS, ExportFilters, ExportFormat
 from annotation.items.services import item_transition
 from annotation.models import Project, ReviewAction, Source, Status
+from synthstudio.lib import sql
 from tests.support.factories import make_item
 
 VISITORS = ["lead", "annotator", "outsider", "anonymous"]
@@ -109,6 +112,88 @@ def test_command_writes_a_file(items, tmp_path):
     path = tmp_path / "out.jsonl"
     call_command("export_dataset", project=items[0].project.id, output=str(path), status=["accepted"])
     assert [json.loads(x)["status"] for x in path.read_text(encoding="utf-8").splitlines()] == ["accepted"]
+
+
+def test_command_takes_the_format_from_the_file_name_or_refuses(items, tmp_path):
+    project = items[0].project
+    call_command("export_dataset", project=project.id, output=str(tmp_path / "out.ndjson"))
+    assert json.loads((tmp_path / "out.ndjson").read_text(encoding="utf-8").splitlines()[0])["id"] == items[0].id
+    with pytest.raises(CommandError, match=r"Cannot tell the format from the name '.*out.xml': end it in \.csv, "
+                                           r"\.jsonl, \.ndjson"):
+        call_command("export_dataset", project=project.id, output=str(tmp_path / "out.xml"))
+    assert not (tmp_path / "out.xml").exists()
+    call_command("export_dataset", project=project.id, output=str(tmp_path / "out.xml"), format="csv")
+    assert csv_rows((tmp_path / "out.xml").read_text(encoding="utf-8"))[0]["id"] == str(items[0].id)
+
+
+def test_an_unknown_format_is_an_error_on_every_path(items, client, lead):
+    project = items[0].project
+    for stream in (lambda: exporting.export_stream(project=project, fmt="xml", filters=ExportFilters()),
+                   lambda: exporting.export_stream(project=project, fmt="xml", filters=ExportFilters(),
+                                                   provenance=True),
+                   lambda: exporting.audit_log_stream(project=project, fmt="xml")):
+        with pytest.raises(ServiceError, match="Unknown export format 'xml'; the formats are csv, jsonl."):
+            stream()
+    client.force_login(lead)
+    response = client.get(reverse("audit_log_download", args=[project.id]), {"format": "xml"})
+    assert response.status_code == 400 and response.content.decode() == "format must be one of: csv, jsonl"
+
+
+def _lines_items(batches, provenance):
+    for batch in batches:
+        yield "".join(f"{r.id}={r.text}\n" for r in batch)
+
+
+def _lines_copy(rows, label):
+    return sql.CopySelect(rows=rows.values_list("id", "text"), options="FORMAT csv, DELIMITER '='")
+
+
+def _lines_reviews(batches):
+    for batch in batches:
+        yield "".join(f"{r['id']}={r['action']}\n" for r in batch)
+
+
+@pytest.fixture
+def lines_format(monkeypatch):
+    """A format added to the registry, and nowhere else."""
+    fmt = ExportFormat("lines", "Lines", "text/x-lines; charset=utf-8", ("lines", "txt"), "One id=text per line.",
+                       _lines_items, _lines_copy, _lines_reviews)
+    monkeypatch.setitem(EXPORT_FORMATS, "lines", fmt)
+    return fmt
+
+
+def test_a_format_added_to_the_registry_is_offered_and_served_everywhere(items, client, lead, lines_format, tmp_path):
+    accepted, _, llm = items
+    project = accepted.project
+    client.force_login(lead)
+    page = client.get(reverse("export", args=[project.id])).content.decode()
+    assert '<option value="lines">Lines</option>' in page and "Lines: One id=text per line." in page
+    assert f'{reverse("audit_log_download", args=[project.id])}?format=lines">Lines</a>' in page
+    response = client.get(reverse("export_download", args=[project.id]),
+                          {"format": "lines", "status": ["auto_accepted"]})
+    assert response["Content-Type"] == "text/x-lines; charset=utf-8"
+    assert response["Content-Disposition"].endswith('.lines"')
+    assert b"".join(response.streaming_content).decode() == f"{llm.id}={llm.text}\n"
+    reviews = client.get(reverse("audit_log_download", args=[project.id]), {"format": "lines"})
+    assert b"".join(reviews.streaming_content).decode().endswith("=accept\n")
+    call_command("export_dataset", project=project.id, output=str(tmp_path / "out.txt"), status=["auto_accepted"])
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8") == f"{llm.id}={llm.text}\n"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the COPY path is PostgreSQL's")
+@pytest.mark.parametrize("fmt", list(EXPORT_FORMATS))
+@pytest.mark.parametrize("label", ["", "negative"])
+def test_postgresql_formats_the_export_as_the_python_writer_does(items, fmt, label):
+    project = items[0].project
+    for text in ["'=quoted", "tab\tcell", "back\\slash|bar", "\u2028 line separator", "'", "-", "\r\nCRLF"]:
+        make_item(project, text, proposed=("negative",))
+    make_item(project, "no labels", proposed=())
+    filters = ExportFilters(label=label)
+    copied = "".join(exporting.export_stream(project=project, fmt=fmt, filters=filters))
+    written = "".join(EXPORT_FORMATS[fmt].write_items(exporting.export_records(project=project, filters=filters),
+                                                       False))
+    parse = csv_rows if fmt == "csv" else (lambda text: [json.loads(line) for line in text.split("\n")[:-1]])
+    assert parse(copied) == parse(written) and len(parse(copied)) == (9 if label else 11)
 
 
 def test_command_writes_csv_to_stdout(items, capsys):

@@ -1,6 +1,5 @@
 """Importing CSV and JSONL: validation with row numbers, all-or-nothing writes, duplicates, encodings, the pages."""
 import json
-import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -11,9 +10,13 @@ from django.urls import reverse
 from annotation.io import importing
 from annotation.io.importing import ImportOptions, ImportRow, import_job_create, import_job_run, items_import
 from annotation.models import ImportJob, Item, Review, Status, content_hash
+from synthstudio.celery import app as celery_app
+from synthstudio.lib import sql
 from tests.support.factories import make_item
+from tests.support.runtime import wait_for
 
 VISITORS = ["lead", "annotator", "outsider", "anonymous"]
+NUL_REASON = "contains a NUL character (\\x00), which the database cannot store; remove it and import again"
 
 
 @pytest.fixture(autouse=True)
@@ -120,8 +123,42 @@ def test_bad_json_lines_are_reported_by_line(tmp_path, project, lead):
 def test_a_nul_character_is_refused_before_the_database_sees_it(tmp_path, project, lead):
     path = write(tmp_path, "nul.jsonl", '{"text": "a\\u0000b"}\n{"text": "fine", "note": "\\\\u0000 is text"}\n')
     job = run_import(project, lead, path)
-    assert [(e["row"], e["message"]) for e in job.errors] == [
-        (1, "contains a NUL character (\\u0000), which the database cannot store")]
+    assert [(e["row"], e["field"], e["message"]) for e in job.errors] == [(1, "text", NUL_REASON)]
+
+
+def test_a_nul_in_any_csv_cell_is_a_row_error_naming_the_field(tmp_path, project, lead):
+    path = write(tmp_path, "nul.csv", "text,label,note\n"
+                                      "a\x00b,positive,\n"
+                                      "fine,posi\x00tive,\n"
+                                      "fine too,,x\x00\n"
+                                      "clean,,\n"
+                                      "\x00,,\x00\n")
+    job = run_import(project, lead, path, label_column="label")
+    assert job.state == "failed"
+    assert [(e["row"], e["field"], e["message"]) for e in job.errors] == [
+        (2, "text", NUL_REASON), (3, "label", NUL_REASON), (4, "note", NUL_REASON), (6, "text", NUL_REASON),
+        (6, "note", NUL_REASON)]
+    assert not Item.objects.filter(project=project).exists()
+
+
+def test_a_nul_in_the_name_of_an_extra_column_is_refused_at_the_header(tmp_path, project, lead):
+    path = write(tmp_path, "nul.csv", "text,n\x00ote\nfine,x\n")
+    job = run_import(project, lead, path)
+    assert job.errors == [{"row": 1, "field": "n\\x00ote", "message": f"The column name 'n\\x00ote' {NUL_REASON}."}]
+    assert not Item.objects.filter(project=project).exists()
+
+
+def test_a_nul_in_a_jsonl_value_names_the_field(tmp_path, project, lead):
+    path = write(tmp_path, "nul.jsonl", '{"text": "fine", "meta": {"k": ["a\\u0000"]}}\n{"te\\u0000xt": "x", "text": "y"}\n')
+    job = run_import(project, lead, path)
+    assert [(e["row"], e["field"], e["message"]) for e in job.errors] == [(1, "meta", NUL_REASON),
+                                                                          (2, "te\\x00xt", NUL_REASON)]
+
+
+def test_a_nul_deep_inside_a_json_value_is_found_without_overflowing_the_stack(tmp_path, project, lead):
+    deep = "[" * 900 + '"\\u0000"' + "]" * 900
+    path = write(tmp_path, "deep.jsonl", '{"text": "x", "extra": ' + deep + "}\n")
+    assert run_import(project, lead, path).errors == [{"row": 1, "field": "extra", "message": NUL_REASON}]
 
 
 def test_a_missing_mapped_column_names_the_columns_there_are(tmp_path, project, lead):
@@ -160,6 +197,49 @@ def test_importing_the_same_file_twice_skips_every_row_and_caps_the_examples(tmp
     assert (again.state, again.rows_imported, again.duplicates) == ("done", 0, 6)
     assert [d["row"] for d in again.duplicate_rows] == [2, 3]
     assert Item.objects.filter(project=project).count() == 5
+
+
+def test_an_unknown_file_name_is_refused_not_read_as_jsonl(tmp_path, project):
+    with pytest.raises(importing.ImportFailed, match=r"Cannot tell the format of 'notes.txt'.*\.csv, \.jsonl, \.ndjson"):
+        importing.format_for("notes.txt")
+    assert [importing.format_for(n) for n in ("a.CSV", "b.jsonl", "c.ndjson")] == ["csv", "jsonl", "jsonl"]
+    path = write(tmp_path, "notes.txt", '{"text": "hello"}\n')
+    with pytest.raises(CommandError, match="Cannot tell the format"):
+        call_command("import_items", str(path), project=project.id)
+    call_command("import_items", str(path), project=project.id, format="jsonl")
+    assert Item.objects.get(project=project).text == "hello"
+
+
+@pytest.fixture
+def eager_tasks():
+    """Tasks run in this process when sent, so a test sees what the queued task does."""
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+def test_an_upload_queues_its_own_task_once_committed(project, lead, eager_tasks, django_capture_on_commit_callbacks):
+    options = ImportOptions(format="csv")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        job = import_job_create(project=project, user=lead, file_name="in.csv", options=options,
+                                upload=SimpleUploadedFile("in.csv", b"text\nqueued by the service\n"))
+        assert job.state == "queued"
+    job.refresh_from_db()
+    assert len(callbacks) == 1 and job.state == "done"
+    assert Item.objects.get(project=project).text == "queued by the service"
+
+
+def test_a_local_file_is_left_to_the_caller_to_run(tmp_path, project, lead, django_capture_on_commit_callbacks):
+    path = write(tmp_path, "in.csv", "text\none\n")
+    with django_capture_on_commit_callbacks() as callbacks:
+        job = import_job_create(project=project, user=lead, file_name="in.csv", options=ImportOptions(format="csv"),
+                                source_path=path)
+    assert callbacks == [] and job.state == "queued"
+    with pytest.raises(TypeError):
+        import_job_create(project=project, user=lead, file_name="in.csv", options=ImportOptions(format="csv"))
+    with pytest.raises(TypeError):
+        import_job_create(project=project, user=lead, file_name="in.csv", options=ImportOptions(format="csv"),
+                          source_path=path, upload=SimpleUploadedFile("in.csv", b"text\nx\n"))
 
 
 def test_a_job_runs_once(tmp_path, project, lead):
@@ -221,6 +301,14 @@ def test_command_fails_with_row_errors(tmp_path, project, capsys):
     assert "row 1: text: the text is empty" in capsys.readouterr().err
 
 
+def test_command_reports_a_nul_in_a_cell_by_row_and_field(tmp_path, project, capsys):
+    path = write(tmp_path, "in.csv", "text\nfine\nnul \x00 here\n")
+    with pytest.raises(CommandError, match="Nothing imported"):
+        call_command("import_items", str(path), project=project.id)
+    assert f"row 3: text: {NUL_REASON}" in capsys.readouterr().err
+    assert not Item.objects.filter(project=project).exists()
+
+
 # --- pages ------------------------------------------------------------------------------------------------------------
 
 def upload(name="in.csv", content=b"text,label\nhello,positive\n"):
@@ -272,6 +360,81 @@ def test_upload_queues_the_task_and_the_job_page_polls_until_done(client, lead, 
     assert Item.objects.get(project=project).final_labels == ["positive"]
 
 
+def test_an_uploaded_csv_with_a_nul_in_a_cell_shows_the_row_error(client, lead, project,
+                                                                    django_capture_on_commit_callbacks):
+    client.force_login(lead)
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(reverse("import", args=[project.id]), {
+            "file": upload(content=b"text,label\nhello,positive\nbad\x00cell,positive\n"), "text_column": "text",
+            "label_column": "label", "duplicates": "skip"})
+    job = ImportJob.objects.get(project=project)
+    import_job_run(job_id=job.pk)  # what the queued task does
+    page = client.get(reverse("import_detail", args=[project.id, job.pk])).content.decode()
+    assert "internal error" not in page and "which the database cannot store" in page
+    job.refresh_from_db()
+    assert job.errors == [{"row": 3, "field": "text", "message": NUL_REASON}]
+    assert not Item.objects.filter(project=project).exists()
+
+
+def orphan(project, lead, tmp_path, state):
+    """An import a worker left in ``state`` when it died: nobody holds its lock; its upload is still there."""
+    upload_file = tmp_path / "media" / importing.UPLOAD_DIR / "orphan.csv"
+    upload_file.parent.mkdir(parents=True, exist_ok=True)
+    upload_file.write_text("text\nx\n")
+    return ImportJob.objects.create(project=project, created_by=lead, file_name="orphan.csv", format="csv",
+                                    state=state, file_path=str(upload_file), rows_total=3), upload_file
+
+
+@pytest.mark.parametrize("state", ["validating", "importing"])
+def test_an_import_whose_worker_died_fails_when_its_page_is_read(client, lead, project, tmp_path, state):
+    job, upload_file = orphan(project, lead, tmp_path, state)
+    client.force_login(lead)
+    page = client.get(reverse("import_detail", args=[project.id, job.id]), headers={"HX-Request": "true"})
+    assert importing.WORKER_LOST in page.content.decode() and "hx-trigger" not in page.content.decode()
+    job.refresh_from_db()
+    assert (job.state, job.errors) == ("failed", [{"row": None, "field": "", "message": importing.WORKER_LOST}])
+    assert job.finished_at is not None and not upload_file.exists()
+
+
+def test_the_import_list_reaps_too_and_leaves_queued_and_finished_jobs_alone(client, lead, project, tmp_path):
+    job, _ = orphan(project, lead, tmp_path, "importing")
+    queued = ImportJob.objects.create(project=project, created_by=lead, file_name="q.csv", format="csv")
+    done = ImportJob.objects.create(project=project, created_by=lead, file_name="d.csv", format="csv", state="done")
+    client.force_login(lead)
+    assert "Failed" in client.get(reverse("import", args=[project.id])).content.decode()
+    assert [j.state for j in ImportJob.objects.filter(pk__in=[job.pk, queued.pk, done.pk]).order_by("pk")] == [
+        "failed", "queued", "done"]
+
+
+def test_an_import_with_a_live_worker_is_left_running(client, lead, project, tmp_path):
+    job, upload_file = orphan(project, lead, tmp_path, "importing")
+    client.force_login(lead)
+    with sql.process_lock(name=importing.RUN_LOCK, key=job.pk) as held:
+        assert held
+        page = client.get(reverse("import_detail", args=[project.id, job.id]), headers={"HX-Request": "true"})
+    assert 'hx-trigger="every 1s"' in page.content.decode()
+    job.refresh_from_db()
+    assert job.state == "importing" and upload_file.exists()
+
+
+def test_a_run_holds_its_lock_from_before_the_claim_to_the_end(tmp_path, project, lead, monkeypatch):
+    path = write(tmp_path, "in.csv", "text\none\n")
+    job = import_job_create(project=project, user=lead, file_name="in.csv", options=ImportOptions(format="csv"),
+                            source_path=path)
+    seen = []
+    validate = importing.import_validate
+
+    def spy(**kwargs):
+        seen.append(sql.process_lock_held(name=importing.RUN_LOCK, key=job.pk))
+        return validate(**kwargs)
+
+    monkeypatch.setattr(importing, "import_validate", spy)
+    with sql.process_lock(name=importing.RUN_LOCK, key=job.pk):
+        assert import_job_run(job_id=job.pk) is None  # someone else runs it
+    assert import_job_run(job_id=job.pk).state == "done"
+    assert seen == [True] and not sql.process_lock_held(name=importing.RUN_LOCK, key=job.pk)
+
+
 def test_upload_with_htmx_redirects_the_client(client, lead, project, django_capture_on_commit_callbacks):
     client.force_login(lead)
     with django_capture_on_commit_callbacks():
@@ -306,9 +469,7 @@ def test_a_real_worker_runs_an_uploaded_import(celery_worker_process, client, pr
         "duplicates": "skip"})
     assert response.status_code == 302
     job = ImportJob.objects.get(project=project)
-    deadline = time.monotonic() + 60
-    while job.state not in ("done", "failed") and time.monotonic() < deadline:
-        time.sleep(0.3)
-        job.refresh_from_db()
+    wait_for(lambda: ImportJob.objects.get(pk=job.pk).state in ("done", "failed"), what="the import to end")
+    job.refresh_from_db()
     assert (job.state, job.rows_imported) == ("done", 50), job.errors
     assert Item.objects.filter(project=project, status=Status.PROPOSED, proposed_labels=["negative"]).count() == 50
