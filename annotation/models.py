@@ -49,9 +49,6 @@ class Project(models.Model):
     overlap_rate = models.FloatField(default=0.0)
     overlap_k = models.PositiveSmallIntegerField(default=2)
 
-    # Generation defaults (provider, model, filter thresholds...), validated by generation/forms.py.
-    generation_settings = models.JSONField(default=dict, blank=True)
-
     class Meta:
         ordering = ["name", "id"]
 
@@ -283,6 +280,8 @@ class ReviewAction(models.TextChoices):
     IMPORT = "import", "Imported"
     # A lead renamed or merged a label; the item's labels were rewritten (annotation/projects/schema.py).
     RELABEL = "relabel", "Relabelled"
+    # A labelling job wrote the LLM's proposed labels, confidence and votes onto a pool item (generation/services.py).
+    LLM_LABEL = "llm_label", "Labelled by the LLM"
 
 
 class RejectReason(models.TextChoices):
@@ -306,14 +305,31 @@ class ReviewQuerySet(models.QuerySet):
 
 
 class Review(models.Model):
-    """One entry of the append-only audit log: who did what to which item, with the state before and after."""
+    """One entry of the append-only audit log: who did what to which item, with the item's state before and after.
+
+    Every row is written by ``annotation/items/services.py`` (``item_transition``, ``items_change`` and the two log-only
+    helpers there), so ``before`` and ``after`` have one shape, the item's snapshot::
+
+        {"status": "needs_review", "text": "...", "labels": ["positive"], "version": 3}
+
+    ``labels`` is what the item stands for at that moment: its final labels if a person decided, else the LLM's
+    proposal (``Item.labels``). ``version`` is ``Item.version``; undo matches an undo's ``before.version`` with the
+    undone review's ``after.version``. Two marked cases, with the same keys:
+
+    - a second opinion on an overlap item (``after.second_opinion`` is true): ``after`` holds that reviewer's own
+      verdict (status, labels, text) for agreement measures; the item kept the first review's decision and only its
+      version moved;
+    - a row that logs how an item was born (``filter``: a generated item the filters held back): ``before`` is ``{}``.
+
+    A skip changes nothing, so its ``before`` and ``after`` are equal.
+    """
 
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="reviews")
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
     action = models.CharField(max_length=16, choices=ReviewAction.choices)
-    before = models.JSONField(default=dict, help_text="status, text and labels before the action")
-    after = models.JSONField(default=dict)
+    before = models.JSONField(default=dict, help_text="the item's snapshot before the action (see the class docstring)")
+    after = models.JSONField(default=dict, help_text="the item's snapshot after the action")
     reason = models.CharField(max_length=32, blank=True)
     note = models.TextField(blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)

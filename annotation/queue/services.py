@@ -16,14 +16,17 @@ skipped go to the back: they are offered again only when nothing else is left.
 Actions (``item_review``) check the version the annotator saw with a conditional UPDATE on ``Item.version``; a stale
 form is refused with ``StaleItem`` and never applied. Accept and edit both save the form as the annotator left it
 (picked labels, text); the Review is logged as ``edit`` when that differs from what they were shown, else ``accept``.
-Reject needs a reason. Skip releases the lease, logs a skip and changes nothing else.
+Reject needs a reason. Skip applies only to the item the annotator holds in review (claimed by them, open for review,
+not archived): it releases the lease, logs a skip and changes nothing else; anything else is refused with no Review row.
 
 Overlap. ``items_apply_overlap`` marks a stable pseudo-random share (``Project.overlap_rate``) of items in review as
 needing ``overlap_k`` reviews. The first review decides: it sets the status and final labels like any review. Later
 reviews are second opinions: each is logged as a Review whose ``after`` holds that reviewer's own verdict (status,
 labels, text) for agreement measures, bumps ``review_count`` and the version, and leaves the item's decision as it
 is. Second-opinion reviewers see the LLM's proposal, not the first reviewer's labels. Nobody gets an overlap item they
-have reviewed before.
+have reviewed before, and the review itself is refused to anyone whose earlier review of it stands (not undone): the
+condition is part of the conditional UPDATE, so neither a replayed form nor two requests at once can add a second
+"independent" review by the same person.
 
 Undo (``item_undo``) takes back the annotator's latest accept/edit/reject that is not undone yet, only if nobody has
 changed the item since (its version is still the one that review produced). A first review goes back to
@@ -39,7 +42,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from annotation.items.services import ServiceError, StaleItem, item_snapshot, item_transition
+from annotation.items.services import ServiceError, StaleItem, item_log, item_transition
 from annotation.models import (
     FINAL_STATUSES,
     Item,
@@ -74,6 +77,19 @@ def _free(now: datetime) -> Q:
 
 def _reviewed_by(user) -> Exists:
     return Exists(Review.objects.filter(item=OuterRef("pk"), user=user, action__in=DECISIONS))
+
+
+def _review_stands(user) -> Exists:
+    """A decision of this user on the item that no undo of theirs took back (an undo starts from the version the undone
+    review produced, see ``item_undo``); served by the index review_item_recent."""
+    undone = Review.objects.filter(item_id=OuterRef("item_id"), user=user, action=ReviewAction.UNDO,
+                                   before__version=OuterRef("after__version"))
+    return Exists(Review.objects.filter(item=OuterRef("pk"), user=user, action__in=DECISIONS).exclude(Exists(undone)))
+
+
+# An overlap item's reviews must come from different people; an item needing one review may come back to its reviewer.
+def _independent(user) -> Q:
+    return Q(reviews_required__lte=1) | ~_review_stands(user)
 
 
 def _skipped_by(user) -> Exists:
@@ -201,8 +217,8 @@ def item_review(
     now = timezone.now()
     # The conditional UPDATE is the version check and, until the transaction ends, the row lock.
     taken = (
-        Item.objects.filter(OPEN_FOR_REVIEW, _free(now) | Q(claimed_by=user), pk=item_id, project=project,
-                            archived_at__isnull=True, version=expected_version)
+        Item.objects.filter(OPEN_FOR_REVIEW, _free(now) | Q(claimed_by=user), _independent(user), pk=item_id,
+                            project=project, archived_at__isnull=True, version=expected_version)
         .update(claimed_by=None, lease_expires_at=None, review_count=F("review_count") + 1)
     )
     if not taken:
@@ -225,12 +241,8 @@ def item_review(
 
     common = {"user": user, "reason": reason if logged == ReviewAction.REJECT else "", "note": note,
               "time_spent_ms": time_spent_ms}
-    if item.status == Status.NEEDS_REVIEW:
-        review = item_transition(item=item, to=verdict, action=logged, final_labels=final_labels, text=new_text,
-                                 **common)
-    else:
-        review = _second_opinion(item=item, verdict=verdict, action=logged, labels=final_labels, text=new_text,
-                                 **common)
+    review = item_transition(item=item, to=verdict, action=logged, final_labels=final_labels, text=new_text,
+                             second_opinion=item.status != Status.NEEDS_REVIEW, **common)
     # Every ``retrain_every`` human decisions the model retrains and re-routes (queued once this transaction commits).
     selection_maybe_schedule(project.pk)
     return review
@@ -244,17 +256,6 @@ def _edited_text(item: Item, text: str | None) -> str | None:
     return text if text != item.text.strip() else None
 
 
-def _second_opinion(*, item: Item, verdict: str, action: str, labels: list[str], text: str | None, **fields) -> Review:
-    """Log an overlap reviewer's own verdict without changing the decision the first review made."""
-    before = item_snapshot(item)
-    item.version += 1
-    item.save(update_fields=["version", "updated_at"])
-    after = {"status": verdict, "text": text if text is not None else item.text, "labels": labels,
-             "version": item.version, "second_opinion": True}
-    return Review.objects.create(item=item, project_id=item.project_id, action=action, before=before, after=after,
-                                 is_audit=item.is_audit, **fields)
-
-
 def _why_refused(*, project: Project, item_id: int, user, expected_version: int, now: datetime) -> ServiceError:
     item = Item.objects.filter(pk=item_id, project=project).select_related("claimed_by").first()
     if item is None:
@@ -265,6 +266,9 @@ def _why_refused(*, project: Project, item_id: int, user, expected_version: int,
             return StaleItem("You have already saved this item; here is your next one.")
         return StaleItem("This item was changed by someone else since you opened it; your change was not saved. "
                          "Here is your next item.")
+    if not Item.objects.filter(_independent(user), pk=item_id).exists():
+        return ServiceError("You have already reviewed this item, and it needs reviews from different people; "
+                            "your second review was not saved.")
     if item.claimed_by_id not in (None, user.pk) and item.lease_expires_at and item.lease_expires_at >= now:
         return StaleItem(f"Your claim on this item expired and {item.claimed_by.username} is reviewing it now; "
                          "your change was not saved.")
@@ -272,13 +276,20 @@ def _why_refused(*, project: Project, item_id: int, user, expected_version: int,
 
 
 def _item_skip(*, project: Project, item_id: int, user, note: str, time_spent_ms: int | None) -> Review:
-    item = Item.objects.filter(pk=item_id, project=project).first()
+    """Release the item the annotator holds in review and log the skip; anything else is refused, with no row."""
+    released = Item.objects.filter(OPEN_FOR_REVIEW, pk=item_id, project=project, claimed_by=user,
+                                   archived_at__isnull=True).update(claimed_by=None, lease_expires_at=None)
+    item = Item.objects.filter(pk=item_id, project=project).select_related("claimed_by").first()
     if item is None:
         raise ServiceError("That item does not exist in this project.")
-    Item.objects.filter(pk=item_id, claimed_by=user).update(claimed_by=None, lease_expires_at=None)
-    snapshot = item_snapshot(item)
-    return Review.objects.create(item=item, project=project, user=user, action=ReviewAction.SKIP, before=snapshot,
-                                 after=snapshot, note=note, time_spent_ms=time_spent_ms, is_audit=item.is_audit)
+    if not released:
+        if item.archived_at is not None or not Item.objects.filter(OPEN_FOR_REVIEW, pk=item_id).exists():
+            raise ServiceError("This item is no longer waiting for review, so there is nothing to skip.")
+        if item.claimed_by_id is not None and item.claimed_by_id != user.pk:
+            raise StaleItem(f"{item.claimed_by.username} is reviewing this item now; only the item you hold can be "
+                            "skipped.")
+        raise ServiceError("You are not reviewing this item; only the item you hold can be skipped.")
+    return item_log(item=item, action=ReviewAction.SKIP, user=user, note=note, time_spent_ms=time_spent_ms)
 
 
 @transaction.atomic
@@ -299,11 +310,8 @@ def item_undo(*, project: Project, user) -> Review:
     item = Item.objects.get(pk=target.item_id)
     note = f"undoes review {target.pk}"
     if target.after.get("second_opinion"):
-        before = item_snapshot(item)
-        item.version += 1
-        item.save(update_fields=["version", "updated_at"])
-        return Review.objects.create(item=item, project=project, user=user, action=ReviewAction.UNDO, before=before,
-                                     after=item_snapshot(item), note=note, is_audit=item.is_audit)
+        # The item kept the first review's decision; withdrawing the opinion moves its version only.
+        return item_transition(item=item, action=ReviewAction.UNDO, user=user, note=note)
     shown = target.before.get("labels") or []
     # ``labels`` in a snapshot is what the item showed (final or else proposed); restore exactly that.
     final_labels = [] if shown == list(item.proposed_labels) else shown

@@ -15,10 +15,10 @@ Routing, for each item that is not final (proposed, needs_review, auto_accepted)
 - while auto-accept is paused, would-be auto-accepted items stay where they are.
 
 An item is moved only if nobody holds it: items claimed by a reviewer, already reviewed once, or waiting as audits keep
-their status (their scores are still refreshed). Moves bump the version and get a Review row (``route`` or
-``auto_accept``, written with ``bulk_create``); unchanged items get new scores only, with no Review row and no version
-bump (so a reviewer's open form does not go stale). Writes go in batches, each re-reading the rows' versions and
-claims under lock so a review that happened while the model trained is never overwritten.
+their status (their scores are still refreshed). Moves go through ``annotation.items.services.items_change``, which
+bumps the version and logs a Review row (``route`` or ``auto_accept``); unchanged items get new scores only, with no
+Review row and no version bump (so a reviewer's open form does not go stale). Writes go in batches, each re-reading
+the rows' versions and claims under lock so a review that happened while the model trained is never overwritten.
 """
 import hashlib
 import math
@@ -35,7 +35,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from annotation.errors import ServiceError
-from annotation.items.services import items_apply_overlap
+from annotation.items.services import ItemChange, items_apply_overlap, items_change
 from annotation.models import (
     FINAL_STATUSES,
     Item,
@@ -50,6 +50,7 @@ from annotation.selection import scoring
 from annotation.selection.estimates import audit_proportion
 from annotation.selection.features import featurize
 from synthstudio.lib.prepared import Prepared
+from synthstudio.lib.sql import rows_update
 
 ROUND_STALE_AFTER = timedelta(hours=1)
 ROUND_REQUEST_STALE_AFTER = timedelta(minutes=15)
@@ -59,7 +60,6 @@ MIN_AUDITS_TO_PAUSE = 30
 HUMAN_REVIEW_ACTIONS = (ReviewAction.ACCEPT, ReviewAction.EDIT, ReviewAction.REJECT)
 OPEN_STATUSES = (Status.PROPOSED, Status.NEEDS_REVIEW, Status.AUTO_ACCEPTED)
 SCORE_FIELDS = ["model_label", "model_scores", "ambiguity", "route_reason", "is_audit", "scored_round"]
-MOVE_FIELDS = SCORE_FIELDS + ["status", "version", "updated_at"]
 
 
 def label_key(labels: list[str]) -> str | None:
@@ -399,78 +399,31 @@ def _reason(scores, i: int, row: _Row, *, audit: bool, to_review: bool) -> str:
 def _write(*, project: Project, updates: list, counts: RoutingCounts) -> None:
     now = timezone.now()
     for start in range(0, len(updates), WRITE_BATCH):
-        batch = updates[start:start + WRITE_BATCH]
+        batch = {row.id: (row, fields, target) for row, fields, target in updates[start:start + WRITE_BATCH]}
+        scored: list[Item] = []
+
+        def decide(item: Item) -> ItemChange | None:
+            row, fields, target = batch[item.pk]
+            if item.version != row.version:
+                return None  # reviewed or edited while the model trained: counted below
+            held = item.claimed_by_id is not None and item.lease_expires_at is not None and item.lease_expires_at >= now
+            if target is None or held or item.review_count > 0:
+                counts.held += target is not None
+                counts.unchanged += target is None
+                scored.append(Item(pk=item.pk, **fields))
+                return None
+            _count(counts, row, target, fields["is_audit"])
+            action = ReviewAction.ROUTE if target == Status.NEEDS_REVIEW else ReviewAction.AUTO_ACCEPT
+            return ItemChange(action=action, to=target, fields=fields, note=fields["route_reason"])
+
+        # One transaction per batch: the rows stay locked from the version check to the last write.
         with transaction.atomic():
-            current = {
-                pk: (version, claimed, lease, reviews)
-                for pk, version, claimed, lease, reviews in Item.objects.select_for_update()
-                .filter(pk__in=[row.id for row, _, _ in batch])
-                .values_list("pk", "version", "claimed_by_id", "lease_expires_at", "review_count")
-            }
-            moved, scored, logs = [], [], []
-            for row, fields, target in batch:
-                state = current.get(row.id)
-                if state is None or state[0] != row.version:
-                    counts.skipped_changed += 1  # reviewed, edited or deleted while the model trained
-                    continue
-                held = state[1] is not None and state[2] is not None and state[2] >= now
-                item = Item(pk=row.id, project_id=project.pk, status=row.status, version=row.version, **fields)
-                if target is None or held or state[3] > 0:
-                    counts.held += target is not None
-                    counts.unchanged += target is None
-                    scored.append(item)
-                    continue
-                before = {"status": row.status, "labels": [], "version": row.version}
-                item.move_to(target)
-                item.updated_at = now
-                moved.append(item)
-                action = ReviewAction.ROUTE if target == Status.NEEDS_REVIEW else ReviewAction.AUTO_ACCEPT
-                logs.append(_log(project, item, row, before, action, fields["route_reason"]))
-                _count(counts, row, target, fields["is_audit"])
+            moved = items_change(project_id=project.pk, item_ids=batch, decide=decide)
             if scored:
-                _update_from_values(scored, SCORE_FIELDS)
-            if moved:
-                _update_from_values(moved, MOVE_FIELDS)
-                Review.objects.bulk_create(logs)
-                items_apply_overlap(project=project,
-                                    item_ids=[item.pk for item in moved if item.status == Status.NEEDS_REVIEW])
-
-
-# Casts so that PostgreSQL types the VALUES columns (NULLs and JSON text would otherwise be "unknown" / text).
-_PG_CASTS = {"model_scores": "jsonb", "ambiguity": "double precision", "is_audit": "boolean", "scored_round": "integer",
-             "version": "integer", "updated_at": "timestamptz", "model_label": "text", "route_reason": "text",
-             "status": "text"}
-
-
-def _update_from_values(items: list[Item], fields: list[str]) -> None:
-    """One ``UPDATE ... FROM (VALUES ...)`` per batch: Django's bulk_update builds a CASE per field and row, which takes
-    minutes at 100k rows. Both PostgreSQL and SQLite (>= 3.33) accept this form."""
-    table = Item._meta.db_table
-    vendor = connection.vendor
-    model_fields = [Item._meta.get_field(name) for name in fields]
-    columns = ", ".join(["id"] + [f.column for f in model_fields])
-    row_sql = "(" + ", ".join(["%s"] * (len(fields) + 1)) + ")"
-    params = []
-    for item in items:
-        params.append(item.pk)
-        for f in model_fields:
-            params.append(f.get_db_prep_save(getattr(item, f.attname), connection))
-    if vendor == "postgresql":
-        sets = ", ".join(f"{f.column} = v.{f.column}::{_PG_CASTS[f.name]}" for f in model_fields)
-    else:
-        sets = ", ".join(f"{f.column} = v.{f.column}" for f in model_fields)
-    sql = (f"WITH v({columns}) AS (VALUES {', '.join([row_sql] * len(items))}) "
-           f"UPDATE {table} SET {sets} FROM v WHERE {table}.id = v.id")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-
-
-def _log(project: Project, item: Item, row: _Row, before: dict, action: str, reason: str) -> Review:
-    labels = row.proposed.split("|") if row.proposed else []
-    before["labels"] = labels
-    after = {"status": item.status, "labels": labels, "version": item.version}
-    return Review(item_id=item.pk, project_id=project.pk, user=None, action=action, before=before, after=after,
-                  note=reason, is_audit=item.is_audit)
+                rows_update(model=Item, objs=scored, fields=SCORE_FIELDS)
+            items_apply_overlap(project=project,
+                                item_ids=[item.pk for item in moved if item.status == Status.NEEDS_REVIEW])
+        counts.skipped_changed += len(batch) - len(moved) - len(scored)  # changed or deleted meanwhile
 
 
 def _count(counts: RoutingCounts, row: _Row, target: str, audit: bool) -> None:

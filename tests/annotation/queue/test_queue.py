@@ -254,6 +254,7 @@ def test_undo_is_refused_when_someone_changed_the_item_since(project, annotator,
 
 def test_skips_are_not_undone(project, annotator):
     item = make_item(project)
+    queue.queue_claim(project=project, user=annotator)
     review(project, annotator, item, action="skip")
     with pytest.raises(ServiceError, match="Nothing to undo"):
         queue.item_undo(project=project, user=annotator)
@@ -301,6 +302,83 @@ def test_undo_of_a_second_opinion_withdraws_it(project, annotator, second, overl
     assert queue.queue_claim(project=project, user=second).pk == overlap_item.pk
 
 
+def test_one_annotator_cannot_give_an_overlap_item_all_its_reviews(project, annotator, second):
+    """Issue 16 #4: accept posted three times with the new version each time recorded three reviews by one person."""
+    item = make_item(project, reviews_required=3)
+    review(project, annotator, item)
+    for labels in (None, ["negative"]):
+        with pytest.raises(ServiceError, match="already reviewed this item") as refused:
+            review(project, annotator, item, labels=labels)  # the version as it is now, not a stale one
+        assert not isinstance(refused.value, StaleItem)
+    item.refresh_from_db()
+    assert (item.status, item.review_count, item.version, item.claimed_by) == (Status.ACCEPTED, 1, 2, None)
+    assert Review.objects.filter(item=item).count() == 1
+    # Someone else still gives the second opinion.
+    assert review(project, second, item).after["second_opinion"] is True
+
+
+def test_a_second_opinion_cannot_be_given_twice_by_its_reviewer(project, annotator, second, overlap_item):
+    Item.objects.filter(pk=overlap_item.pk).update(reviews_required=3)
+    review(project, annotator, overlap_item)
+    review(project, second, overlap_item, action="reject", reason="wrong_label")
+    with pytest.raises(ServiceError, match="already reviewed this item"):
+        review(project, second, overlap_item)
+    overlap_item.refresh_from_db()
+    assert overlap_item.review_count == 2
+    assert Review.objects.filter(item=overlap_item, user=second).count() == 1
+
+
+def test_an_undone_review_does_not_count_against_reviewing_again(project, annotator, second, overlap_item):
+    review(project, annotator, overlap_item, labels=["negative"])
+    queue.item_undo(project=project, user=annotator)
+    assert review(project, annotator, overlap_item).action == ReviewAction.ACCEPT
+    review(project, second, overlap_item, action="reject", reason="other")
+    queue.item_undo(project=project, user=second)
+    assert review(project, second, overlap_item).after["second_opinion"] is True
+    overlap_item.refresh_from_db()
+    assert (overlap_item.review_count, overlap_item.final_labels) == (2, ["positive"])
+
+
+@pytest.fixture
+def held(project, annotator):
+    """An item the annotator holds in review."""
+    item = make_item(project)
+    assert queue.queue_claim(project=project, user=annotator).pk == item.pk
+    return item
+
+
+def test_skip_of_a_decided_item_is_refused_and_logs_nothing(project, annotator, held):
+    """Issue 16 #7: an accepted item took three skip rows."""
+    review(project, annotator, held)
+    for _ in range(3):
+        with pytest.raises(ServiceError, match="no longer waiting for review, so there is nothing to skip"):
+            review(project, annotator, held, action="skip")
+    assert list(Review.objects.filter(item=held).values_list("action", flat=True)) == [ReviewAction.ACCEPT]
+
+
+def test_skip_of_an_archived_item_is_refused_and_logs_nothing(project, annotator, held):
+    Item.objects.filter(pk=held.pk).update(archived_at=timezone.now())
+    with pytest.raises(ServiceError, match="nothing to skip"):
+        review(project, annotator, held, action="skip")
+    held.refresh_from_db()
+    assert held.claimed_by == annotator
+    assert not Review.objects.filter(item=held).exists()
+
+
+def test_skip_of_an_item_one_does_not_hold_is_refused_and_logs_nothing(project, annotator, second):
+    free = make_item(project, ambiguity=0.9)
+    with pytest.raises(ServiceError, match="You are not reviewing this item"):
+        review(project, annotator, free, action="skip")
+    queue.queue_claim(project=project, user=second)
+    with pytest.raises(StaleItem, match="second is reviewing this item now"):
+        review(project, annotator, free, action="skip")
+    foreign = make_item(make_project(lead=make_user("x")))
+    with pytest.raises(ServiceError, match="does not exist in this project"):
+        review(project, annotator, foreign, action="skip")
+    assert Item.objects.get(pk=free.pk).claimed_by == second
+    assert not Review.objects.exists()
+
+
 def test_items_apply_overlap_marks_a_stable_share(project):
     project.overlap_rate, project.overlap_k = 0.3, 3
     items = [make_item(project) for _ in range(200)]
@@ -321,6 +399,7 @@ def test_progress_counts_the_queue_and_my_reviews(project, annotator, second):
     queue.queue_claim(project=project, user=second)
     review(project, annotator, items[1])
     review(project, annotator, items[2], action="reject", reason="other")
+    assert queue.queue_claim(project=project, user=annotator).pk == items[3].pk
     review(project, annotator, items[3], action="skip")
     queue.item_undo(project=project, user=annotator)
     progress = queue.queue_progress(project=project, user=annotator)

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 from django.db import connection
 
+from annotation.errors import ServiceError
 from annotation.models import Item, Review, ReviewAction
 from annotation.queue import services as queue
 from tests.support.factories import add_member, make_item, make_project, make_user
@@ -74,3 +75,29 @@ def test_annotators_working_through_the_queue_review_each_item_once(team):
     assert sorted(everything) == sorted(item.pk for item in items)
     per_item = Counter(Review.objects.filter(action=ReviewAction.ACCEPT).values_list("item_id", flat=True))
     assert set(per_item.values()) == {1}
+
+
+def test_one_annotator_sending_reviews_at_once_gives_an_overlap_item_one_review(team):
+    """Issue 16 #4 under concurrency: four requests of one annotator (as from four tabs), each re-reading the version
+    and posting again until refused, all at the same moment."""
+    project, users = team
+    annotator = users[0]
+    item = make_item(project, reviews_required=3)
+
+    def hammer(user):
+        saved = 0
+        for _ in range(4):
+            version = Item.objects.get(pk=item.pk).version
+            try:
+                queue.item_review(project=project, item_id=item.pk, user=user, action="accept",
+                                  expected_version=version)
+                saved += 1
+            except ServiceError:
+                pass
+        return saved
+
+    barrier_users = [annotator] * WORKERS
+    run_in_threads(hammer, barrier_users)
+    item.refresh_from_db()
+    assert Review.objects.filter(item=item, user=annotator).count() == 1
+    assert item.review_count == 1

@@ -96,6 +96,7 @@ def test_edit_reject_and_skip_over_http(logged_in, project):
     a, b, c = (make_item(project, f"text {i}", ambiguity=1 - i / 10) for i in range(3))
     act(logged_in, project, a, "edit", text="text zero, fixed", labels=["positive"])
     act(logged_in, project, b, "reject", reason="low_quality", note="garbled")
+    logged_in.get(queue_url(project))  # claims c, the item left: only the item one holds can be skipped
     act(logged_in, project, c, "skip")
     a.refresh_from_db(), b.refresh_from_db(), c.refresh_from_db()
     assert (a.text, a.status) == ("text zero, fixed", Status.ACCEPTED)
@@ -133,6 +134,26 @@ def test_undo_with_and_without_htmx(logged_in, project):
     response = logged_in.post(reverse("queue_undo", args=[project.id]))
     assert response.status_code == 302
     assert "Nothing to undo." in logged_in.get(queue_url(project)).content.decode()
+
+
+def test_accept_posted_three_times_on_an_overlap_item_is_one_review_and_two_refusals(logged_in, project, annotator):
+    item = make_item(project, "overlap me", reviews_required=3)
+    responses = [act(logged_in, project, item, "accept", htmx=True) for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert f"Accepted item {item.id}" in responses[0].content.decode()
+    for response in responses[1:]:
+        assert "You have already reviewed this item" in response.content.decode()
+    assert Review.objects.filter(item=item, user=annotator).count() == 1
+    assert Item.objects.get(pk=item.pk).review_count == 1
+
+
+def test_skip_of_a_decided_item_over_http_is_refused_with_a_message(logged_in, project):
+    item = make_item(project, "decided")
+    act(logged_in, project, item, "accept")
+    response = act(logged_in, project, item, "skip")
+    assert response.status_code == 302
+    assert "nothing to skip" in logged_in.get(queue_url(project)).content.decode()
+    assert list(Review.objects.filter(item=item).values_list("action", flat=True)) == [ReviewAction.ACCEPT]
 
 
 def test_a_get_on_an_action_url_is_not_allowed(logged_in, project):
