@@ -3,21 +3,26 @@
 Items store label *names* (``proposed_labels``, ``final_labels``, ``llm_votes`` keys, ``model_label``), so a label that
 items use cannot simply disappear: renaming or merging it rewrites those items here, in batches, bumping each item's
 version and appending a ``relabel`` Review row, and deleting a label in use is refused.
+
+Changes to one project's labels and dimensions take turns (``_lock_schema``), and a change re-reads its label once it
+has its turn: a rename or merge started from a label another lead renamed, merged or deleted meanwhile is refused,
+since the items it would rewrite no longer carry the name it read (``selectors.project_items_with_unknown_labels``
+checks that none carries a name the schema lacks).
 """
 import re
+import zlib
 from collections.abc import Iterable
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
 
-from annotation.items.services import ServiceError, item_snapshot
+from annotation.items.services import ItemChange, ServiceError, items_change
 from annotation.models import (
     RESERVED_HOTKEYS,
     AttributeDimension,
     Item,
     Label,
     Project,
-    Review,
     ReviewAction,
 )
 
@@ -26,6 +31,9 @@ LABEL_SEPARATOR = "|"
 COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 # Items are rewritten in batches of this size, so a merge in a big project holds few rows in memory at once.
 RELABEL_BATCH = 2000
+
+# The first key of the PostgreSQL advisory lock of a project's schema (the second is the project's id).
+SCHEMA_LOCK_SPACE = zlib.crc32(b"synthstudio.label_schema") - 2**31
 
 PROJECT_FIELDS = (
     "name", "description", "multi_label", "routing_mode", "review_budget", "review_threshold", "audit_rate",
@@ -57,6 +65,31 @@ def _count_multi_labelled(project: Project) -> int:
     return sum(1 for proposed, final in rows.iterator(chunk_size=RELABEL_BATCH) if len(final or proposed) > 1)
 
 
+def _lock_schema(project: Project) -> None:
+    """Make label and dimension changes of ``project`` take turns until the current transaction ends.
+
+    PostgreSQL: a transaction-level advisory lock rather than the project row, because a review that asks for a scoring
+    round updates the project row while it holds its item, and a relabel holding the project row while it waits for that
+    item would deadlock with it. SQLite: IMMEDIATE transactions (settings.py) hold the database's write lock from BEGIN.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # int4 keys: ids past 2**31 wrap, and two projects sharing a key merely wait for each other.
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SCHEMA_LOCK_SPACE, project.pk % 2**31])
+
+
+def _current(label: Label) -> Label:
+    """``label`` as stored now (call with the schema lock held), refused if its name is not the one the caller read."""
+    current = Label.objects.filter(pk=label.pk).first()
+    if current is None:
+        raise ServiceError(f"The label '{label.name}' was deleted or merged by someone else meanwhile; "
+                           "nothing was changed.")
+    if current.name != label.name:
+        raise ServiceError(f"The label '{label.name}' was renamed to '{current.name}' by someone else meanwhile; "
+                           "nothing was changed. Reload the page and try again.")
+    return current
+
+
 def _clean_label_fields(*, project: Project, name: str, hotkey: str, color: str, exclude_id: int | None) -> None:
     others = Label.objects.filter(project=project).exclude(pk=exclude_id)
     if not name.strip():
@@ -83,6 +116,8 @@ def label_create(
     color: str = "#4c6ef5", order: int | None = None,
 ) -> Label:
     name, hotkey = name.strip(), hotkey.strip().lower()
+    # Checked under the lock, so two leads adding one name at once get this error, not the unique constraint's.
+    _lock_schema(project)
     _clean_label_fields(project=project, name=name, hotkey=hotkey, color=color, exclude_id=None)
     if order is None:
         order = (Label.objects.filter(project=project).aggregate(m=Max("order"))["m"] or 0) + 1
@@ -99,8 +134,9 @@ def label_update(
 ) -> Label:
     """Change a label; a new name is written into every item that carries the old one (with a Review row each)."""
     name, hotkey = name.strip(), hotkey.strip().lower()
+    _lock_schema(label.project)
+    old_name = _current(label).name
     _clean_label_fields(project=label.project, name=name, hotkey=hotkey, color=color, exclude_id=label.pk)
-    old_name = label.name
     label.name, label.description, label.label_words = name, description, list(label_words)
     label.hotkey, label.color = hotkey, color
     if order is not None:
@@ -117,6 +153,9 @@ def label_merge(*, label: Label, into: Label, user=None) -> int:
     """Rewrite every item labelled ``label`` to ``into``, then delete ``label``; returns the number of items changed."""
     if into.project_id != label.project_id or into.pk == label.pk:
         raise ServiceError("Merge a label into another label of the same project.")
+    _lock_schema(label.project)
+    _current(label)
+    _current(into)
     changed = _relabel_items(project=label.project, old=label.name, new=into.name, user=user,
                              note=f"label '{label.name}' merged into '{into.name}'")
     label.delete()
@@ -126,6 +165,8 @@ def label_merge(*, label: Label, into: Label, user=None) -> int:
 @transaction.atomic
 def label_delete(*, label: Label) -> None:
     """Delete a label no item uses; a label in use must be merged into another (``label_merge``)."""
+    _lock_schema(label.project)
+    _current(label)
     n = label_usage(label=label)
     if n:
         raise ServiceError(
@@ -163,28 +204,20 @@ def _replace(labels: list[str], old: str, new: str) -> list[str]:
 
 
 def _relabel_items(*, project: Project, old: str, new: str, user, note: str) -> int:
+    def relabel(item: Item) -> ItemChange | None:
+        votes = dict(item.llm_votes or {})
+        if old not in (*(item.proposed_labels or ()), *(item.final_labels or ()), *votes, item.model_label):
+            return None  # lost the label between the scan and the lock
+        if old in votes:
+            votes[new] = votes.get(new, 0) + votes.pop(old)
+        return ItemChange(action=ReviewAction.RELABEL, proposed_labels=_replace(item.proposed_labels or [], old, new),
+                          final_labels=_replace(item.final_labels or [], old, new), note=note,
+                          fields={"llm_votes": votes, "model_label": new if item.model_label == old else item.model_label})
+
     ids = list(_items_with_label(project=project, name=old))
-    for start in range(0, len(ids), RELABEL_BATCH):
-        items = list(Item.objects.select_for_update().filter(pk__in=ids[start:start + RELABEL_BATCH]).order_by("id"))
-        reviews = []
-        for item in items:
-            before = item_snapshot(item)
-            item.proposed_labels = _replace(item.proposed_labels or [], old, new)
-            item.final_labels = _replace(item.final_labels or [], old, new)
-            votes = dict(item.llm_votes or {})
-            if old in votes:
-                votes[new] = votes.get(new, 0) + votes.pop(old)
-            item.llm_votes = votes
-            if item.model_label == old:
-                item.model_label = new
-            item.version += 1
-            reviews.append(Review(item=item, project=project, user=user, action=ReviewAction.RELABEL,
-                                  before=before, after=item_snapshot(item), note=note))
-        Item.objects.bulk_update(
-            items, ["proposed_labels", "final_labels", "llm_votes", "model_label", "version"], batch_size=500
-        )
-        Review.objects.bulk_create(reviews, batch_size=500)
-    return len(ids)
+    changed = items_change(project_id=project.pk, item_ids=ids, decide=relabel, user=user,
+                           read=("llm_votes", "model_label"))
+    return len(changed)
 
 
 def _clean_attribute(*, project: Project, name: str, values: list[str], exclude_id: int | None) -> list[str]:
@@ -205,6 +238,7 @@ def _clean_attribute(*, project: Project, name: str, values: list[str], exclude_
 @transaction.atomic
 def attribute_create(*, project: Project, name: str, values: list[str]) -> AttributeDimension:
     name = name.strip()
+    _lock_schema(project)
     values = _clean_attribute(project=project, name=name, values=values, exclude_id=None)
     order = (AttributeDimension.objects.filter(project=project).aggregate(m=Max("order"))["m"] or 0) + 1
     return AttributeDimension.objects.create(project=project, name=name, values=values, order=order)
@@ -214,6 +248,7 @@ def attribute_create(*, project: Project, name: str, values: list[str]) -> Attri
 def attribute_update(*, dimension: AttributeDimension, name: str, values: list[str]) -> AttributeDimension:
     """Rename a dimension or change its values; items generated earlier keep the conditions in their provenance."""
     name = name.strip()
+    _lock_schema(dimension.project)
     dimension.values = _clean_attribute(project=dimension.project, name=name, values=values, exclude_id=dimension.pk)
     dimension.name = name
     dimension.save(update_fields=["name", "values"])

@@ -5,6 +5,7 @@ from django.urls import reverse
 from annotation.errors import ServiceError
 from annotation.models import AttributeDimension, Item, Label, Review, ReviewAction, Status
 from annotation.projects import schema
+from annotation.projects.selectors import project_items_with_unknown_labels
 from tests.support.factories import make_item
 
 VISITORS = ["lead", "annotator", "outsider", "anonymous"]
@@ -83,6 +84,67 @@ def test_a_label_cannot_merge_into_itself_or_another_project(project):
         with pytest.raises(ServiceError, match="same project"):
             schema.label_merge(label=label(project, "positive"), into=into)
     assert Label.objects.filter(project=project).count() == 2
+
+
+def test_a_rename_from_a_label_renamed_meanwhile_is_refused_and_changes_nothing(project, lead):
+    item = make_item(project, proposed=("positive",))
+    seen = label(project, "positive")
+    schema.label_update(label=label(project, "positive"), user=lead, name="beta", hotkey="1")
+    with pytest.raises(ServiceError, match="'positive' was renamed to 'beta' by someone else meanwhile; nothing was"):
+        schema.label_update(label=seen, user=lead, name="gamma", hotkey="1")
+    item.refresh_from_db()
+    assert (item.proposed_labels, item.version) == (["beta"], 2)
+    assert list(Label.objects.filter(project=project).values_list("name", flat=True)) == ["beta", "negative"]
+    assert Review.objects.filter(item=item).count() == 1
+
+
+@pytest.mark.parametrize("change", ["merge", "merge into", "delete", "rename"])
+def test_a_change_to_a_label_deleted_meanwhile_is_refused(project, lead, change):
+    make_item(project, proposed=("negative",))
+    neutral = schema.label_create(project=project, name="neutral")
+    seen = {name: label(project, name) for name in ("positive", "negative")}
+    schema.label_delete(label=label(project, "neutral"))
+    calls = {
+        "merge": lambda: schema.label_merge(label=neutral, into=seen["positive"], user=lead),
+        "merge into": lambda: schema.label_merge(label=seen["negative"], into=neutral, user=lead),
+        "delete": lambda: schema.label_delete(label=neutral),
+        "rename": lambda: schema.label_update(label=neutral, user=lead, name="calm"),
+    }
+    with pytest.raises(ServiceError, match="'neutral' was deleted or merged by someone else meanwhile"):
+        calls[change]()
+    assert list(Label.objects.filter(project=project).values_list("name", flat=True)) == ["positive", "negative"]
+    assert Item.objects.get(project=project).proposed_labels == ["negative"]
+
+
+def test_the_schema_check_finds_every_place_an_item_keeps_a_label_name(project):
+    project.multi_label = True
+    project.save()
+    clean = make_item(project, proposed=("positive", "negative"), final_labels=["negative"],
+                      llm_votes={"positive": 2}, model_label="negative|positive")
+    stray = [
+        make_item(project, proposed=("positive", "beta")),
+        make_item(project, status=Status.ACCEPTED, final_labels=["gamma"]),
+        make_item(project, llm_votes={"positive": 1, "delta": 2}),
+        make_item(project, model_label="negative|omega"),
+        make_item(project, proposed=("old",), archived_at=clean.created_at),
+    ]
+    found = project_items_with_unknown_labels(project=project)
+    assert found.count == 5
+    assert found.examples == [(stray[0].pk, ["beta"]), (stray[1].pk, ["gamma"]), (stray[2].pk, ["delta"]),
+                              (stray[3].pk, ["omega"]), (stray[4].pk, ["old"])]
+    assert project_items_with_unknown_labels(project=project, examples=2).examples == found.examples[:2]
+
+
+def test_the_schema_check_is_zero_after_renames_merges_and_deletes_in_sequence(project, lead):
+    make_item(project, status=Status.ACCEPTED, proposed=("positive",), final_labels=["negative"],
+              llm_votes={"positive": 1, "negative": 1}, model_label="positive")
+    make_item(project, proposed=("negative",))
+    schema.label_update(label=label(project, "positive"), user=lead, name="good", hotkey="1")
+    schema.label_create(project=project, name="neutral")
+    schema.label_merge(label=label(project, "negative"), into=label(project, "neutral"), user=lead)
+    schema.label_update(label=label(project, "neutral"), user=lead, name="calm")
+    assert project_items_with_unknown_labels(project=project).count == 0
+    assert set(Label.objects.filter(project=project).values_list("name", flat=True)) == {"good", "calm"}
 
 
 def test_switching_to_single_label_is_refused_while_items_have_several(project):
