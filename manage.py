@@ -6,6 +6,9 @@ import sys
 
 def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
+    if sys.argv[1:2] == ["dev"]:
+        # The one-command development runtime, and only it, defaults to DEBUG on (settings load before commands run).
+        os.environ.setdefault("DEBUG", "true")
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

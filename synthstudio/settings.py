@@ -1,11 +1,13 @@
 """Settings for synthstudio, read from the environment.
 
-Development defaults need no server: SQLite under ``var/`` and a Celery broker on the local file system. Production
-(``DEBUG=false``) refuses to start without ``SECRET_KEY`` and ``ALLOWED_HOSTS``. Every variable is listed in the README.
+Development defaults need no server: SQLite under ``var/`` and a Celery broker on the local file system. DEBUG is off
+unless set, and then the app refuses to start without ``SECRET_KEY`` and ``ALLOWED_HOSTS``. Every variable is listed in
+the README.
 """
 from pathlib import Path
 
 import dj_database_url
+import phonenumbers
 from django.core.exceptions import ImproperlyConfigured
 
 from synthstudio.lib.env import env_bool, env_float, env_int, env_list, env_str
@@ -15,12 +17,19 @@ VAR_DIR = Path(env_str("SYNTHSTUDIO_VAR_DIR", str(BASE_DIR / "var")))
 # Local state of the embedded runtime (SQLite file, filesystem broker, uploads); ignored by git.
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for, so that a deployment that forgets it fails closed; `manage.py dev` and the test suite
+# (tests/support/settings.py) turn it on.
+DEBUG = env_bool("DEBUG", False)
 
 _DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
 SECRET_KEY = env_str("SECRET_KEY", "" if not DEBUG else _DEV_SECRET_KEY)
-if not DEBUG and (not SECRET_KEY or SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_KEY) < 50):
-    raise ImproperlyConfigured("SECRET_KEY must be set to a random string of 50+ characters when DEBUG is false")
+# The same bar as `check --deploy` (security.W009), enforced at start-up instead of warned about.
+if not DEBUG and (SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5
+                  or SECRET_KEY.startswith("django-insecure-")):
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set to a random string of 50+ characters when DEBUG is false (DEBUG is false unless set; "
+        "for development run `manage.py dev` or set DEBUG=true)"
+    )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 if not DEBUG and not ALLOWED_HOSTS:
@@ -41,6 +50,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "synthstudio.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -143,6 +153,18 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy on every response (synthstudio/csp.py; Django 6.0's own middleware reads this setting in this
+# shape): nothing inline, no eval, nothing from another origin. Scripts and styles live in static/, and htmx is told not
+# to inject styles or evaluate attributes (templates/base.html).
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -176,11 +198,19 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # LLM provider defaults; API keys are read from the environment only and never stored or rendered.
 LLM_PROVIDER = env_str("LLM_PROVIDER", "offline")
+# Key variables a project's LLM connection may name: NAME, or NAME@host to send that key to one host only.
+LLM_KEY_VARIABLES = env_list("LLM_KEY_VARIABLES", [])
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")
 OPENAI_MODEL = env_str("OPENAI_MODEL", "gpt-4o-mini")
 OPENAI_TIMEOUT = env_float("OPENAI_TIMEOUT", 30.0)
 OPENAI_MAX_CONCURRENCY = env_int("OPENAI_MAX_CONCURRENCY", 8)
 OPENAI_MAX_RETRIES = env_int("OPENAI_MAX_RETRIES", 4)
+
+# PII filter of generated samples: phone numbers written without +country code are read in this region (ISO 3166).
+PII_PHONE_REGION = env_str("PII_PHONE_REGION", "US").strip().upper()
+if PII_PHONE_REGION not in phonenumbers.SUPPORTED_REGIONS:
+    raise ImproperlyConfigured(f"PII_PHONE_REGION={PII_PHONE_REGION!r} is not a phone region (use a two-letter "
+                               f"country code such as US, GB or DE)")
 
 # Review queue
 REVIEW_LEASE_SECONDS = env_int("REVIEW_LEASE_SECONDS", 600)

@@ -4,7 +4,7 @@ The page reads cached snapshots (annotation/dashboard/services.py) and asks for 
 or an evaluation runs, the body polls itself with HTMX.
 """
 from django.contrib import messages
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
@@ -14,6 +14,7 @@ from annotation.dashboard import services as dashboard
 from annotation.dashboard.charts import dashboard_charts
 from annotation.dashboard.forms import GoldUploadForm
 from annotation.permissions import LEAD, project_view
+from synthstudio.lib.pages import render_page
 
 
 @project_view(LEAD)
@@ -51,14 +52,13 @@ def evaluation_create(request, access):
             url = reverse("dashboard", args=[access.project.id]) + "#evaluation"
             return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
     if request.htmx:  # htmx swaps only successful responses: the form comes back with its errors
-        return render(request, "annotation/dashboard/_dashboard_gold_form.html", {"project": access.project, "form": form})
+        return render_page(request, access, "annotation/dashboard/_dashboard_gold_form.html", form=form)
     page = dashboard.dashboard_page(project=access.project)
     return _render(request, access, page, refreshing=page.pending, form=form, status=400)
 
 
 def _render(request, access, page, *, refreshing: bool, form=None, status: int = 200):
     running = any(run.state in ("queued", "running") for run in page.evaluations)
-    context = {"access": access, "project": access.project, "page": page, "charts": dashboard_charts(page),
-               "refreshing": refreshing, "polling": refreshing or running, "form": form}
-    template = "annotation/dashboard/_dashboard_body.html" if request.htmx else "annotation/dashboard/dashboard.html"
-    return render(request, template, context, status=status)
+    return render_page(request, access, "annotation/dashboard/dashboard.html",
+                       partial="annotation/dashboard/_dashboard_body.html", status=status, page=page,
+                       charts=dashboard_charts(page), refreshing=refreshing, polling=refreshing or running, form=form)

@@ -1,4 +1,5 @@
-"""Reads for the lead's item browser: filtered keyset pages over a project's items, and one item's history.
+"""Reads for the lead's item browser: filtered keyset pages over a project's items, one item with its history and its
+"why routed" and provenance panels (the queue shows the same panels).
 
 Pages are newest first and addressed by id (``after``: older than this id, ``before``: newer than it), so a page
 costs one index range scan however deep it is: ``item_project_id`` without a status filter, ``item_project_status_id``
@@ -10,8 +11,9 @@ from dataclasses import dataclass
 
 from django.db import connection
 from django.db.models import Q, QuerySet
+from django.shortcuts import get_object_or_404
 
-from annotation.models import Item, Project, Review
+from annotation.models import Item, Label, Project, Review
 
 PAGE_SIZE = 50
 
@@ -72,3 +74,32 @@ def items_browse(
 
 def item_history(*, item: Item) -> QuerySet[Review]:
     return Review.objects.filter(item=item).select_related("user").order_by("id")
+
+
+def item_get(*, project: Project, item_id: int) -> Item:
+    """The item with whoever holds it, or 404 when it belongs to another project."""
+    return get_object_or_404(Item.objects.select_related("claimed_by"), pk=item_id, project=project)
+
+
+def browse_label_names(*, project: Project) -> list[str]:
+    """The label filter's choices. Read here, not from annotation.projects, which depends on this package."""
+    return list(Label.objects.filter(project=project).values_list("name", flat=True))
+
+
+def item_panels(*, item: Item) -> dict:
+    """The "why routed" signals and the provenance of an item as (name, shown value) pairs, for the item page and the
+    queue; templates escape them."""
+    return {
+        "signals": [(key, _shown(value)) for key, value in sorted((item.model_scores or {}).items())],
+        "provenance": [(key, _shown(value)) for key, value in (item.provenance or {}).items()],
+    }
+
+
+def _shown(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".") if value == value else "n/a"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)

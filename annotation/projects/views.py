@@ -5,11 +5,11 @@ Each lead page has one panel that HTMX swaps (``_..._panel.html`` / ``_..._form.
 posts and redirects. The writes are in ``services.py`` (projects, members) and ``schema.py`` (labels, dimensions).
 """
 from django.contrib import messages
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from annotation.errors import ServiceError
-from annotation.models import AttributeDimension, Label, Membership
+from annotation.models import Label
 from annotation.permissions import LEAD, MEMBER, project_view, user_view
 from annotation.projects import schema, selectors, services
 from annotation.projects.forms import (
@@ -21,6 +21,7 @@ from annotation.projects.forms import (
     ProjectCreateForm,
     ProjectSettingsForm,
 )
+from synthstudio.lib.pages import render_page
 
 
 @user_view
@@ -44,8 +45,7 @@ def project_create(request):
 @project_view(MEMBER)
 def project_detail(request, access):
     counts = selectors.project_status_counts(project=access.project)
-    return render(request, "annotation/projects/project_detail.html", {"access": access, "project": access.project,
-                                                              "counts": counts})
+    return render_page(request, access, "annotation/projects/project_detail.html", counts=counts)
 
 
 @project_view(LEAD)
@@ -67,7 +67,7 @@ def members(request, access):
 @require_POST
 @project_view(LEAD)
 def member_update(request, access, membership_id):
-    membership = get_object_or_404(Membership, pk=membership_id, project=access.project)
+    membership = selectors.project_membership_get(project=access.project, membership_id=membership_id)
     form = MemberRoleForm(request.POST)
     try:
         if request.POST.get("remove"):
@@ -84,10 +84,9 @@ def member_update(request, access, membership_id):
 
 
 def _render_members(request, access, form):
-    context = {"access": access, "project": access.project, "form": form,
-               "members": selectors.project_members(project=access.project)}
-    template = "annotation/projects/_members_panel.html" if request.htmx else "annotation/projects/members.html"
-    return render(request, template, context)
+    return render_page(request, access, "annotation/projects/members.html",
+                       partial="annotation/projects/_members_panel.html", form=form,
+                       members=selectors.project_members(project=access.project))
 
 
 @project_view(LEAD)
@@ -103,8 +102,8 @@ def project_settings(request, access):
             messages.success(request, "Settings saved.")
             if not request.htmx:
                 return redirect("project_settings", project_id=project.id)
-    template = "annotation/projects/_settings_form.html" if request.htmx else "annotation/projects/settings.html"
-    return render(request, template, {"access": access, "project": project, "form": form})
+    return render_page(request, access, "annotation/projects/settings.html",
+                       partial="annotation/projects/_settings_form.html", form=form)
 
 
 @project_view(LEAD)
@@ -125,7 +124,7 @@ def labels(request, access):
 
 @project_view(LEAD)
 def label_edit(request, access, label_id):
-    label = get_object_or_404(Label, pk=label_id, project=access.project)
+    label = selectors.project_label_get(project=access.project, label_id=label_id)
     form = LabelForm(request.POST or None, initial=_label_initial(label))
     if request.method == "POST" and form.is_valid():
         try:
@@ -143,7 +142,7 @@ def label_edit(request, access, label_id):
 @require_POST
 @project_view(LEAD)
 def label_delete(request, access, label_id):
-    label = get_object_or_404(Label, pk=label_id, project=access.project)
+    label = selectors.project_label_get(project=access.project, label_id=label_id)
     form = LabelDeleteForm(request.POST, label=label)
     try:
         if not form.is_valid():
@@ -171,17 +170,15 @@ def _label_initial(label: Label) -> dict:
 
 
 def _render_labels(request, access, form):
-    context = {"access": access, "project": access.project, "form": form,
-               "labels": Label.objects.filter(project=access.project)}
-    template = "annotation/projects/_labels_panel.html" if request.htmx else "annotation/projects/labels.html"
-    return render(request, template, context)
+    return render_page(request, access, "annotation/projects/labels.html",
+                       partial="annotation/projects/_labels_panel.html", form=form,
+                       labels=selectors.project_labels(project=access.project))
 
 
 def _render_label_form(request, access, label, form):
-    context = {"access": access, "project": access.project, "label": label, "form": form,
-               "delete_form": LabelDeleteForm(label=label)}
-    template = "annotation/projects/_label_form.html" if request.htmx else "annotation/projects/labels_edit.html"
-    return render(request, template, context)
+    return render_page(request, access, "annotation/projects/labels_edit.html",
+                       partial="annotation/projects/_label_form.html", label=label, form=form,
+                       delete_form=LabelDeleteForm(label=label))
 
 
 @project_view(LEAD)
@@ -202,9 +199,8 @@ def attributes(request, access):
 
 @project_view(LEAD)
 def attribute_edit(request, access, dimension_id):
-    dimension = get_object_or_404(AttributeDimension, pk=dimension_id, project=access.project)
-    initial = {"name": dimension.name, "values": "\n".join(dimension.values)}
-    form = AttributeForm(request.POST or None, initial=initial)
+    dimension = selectors.project_dimension_get(project=access.project, dimension_id=dimension_id)
+    form = AttributeForm(request.POST or None, initial={"name": dimension.name, "values": "\n".join(dimension.values)})
     if request.method == "POST" and form.is_valid():
         try:
             schema.attribute_update(dimension=dimension, **form.cleaned_data)
@@ -215,15 +211,14 @@ def attribute_edit(request, access, dimension_id):
             if not request.htmx:
                 return redirect("attributes", project_id=access.project.id)
             return _render_attributes(request, access, AttributeForm())
-    context = {"access": access, "project": access.project, "dimension": dimension, "form": form}
-    template = "annotation/projects/_attribute_form.html" if request.htmx else "annotation/projects/attributes_edit.html"
-    return render(request, template, context)
+    return render_page(request, access, "annotation/projects/attributes_edit.html",
+                       partial="annotation/projects/_attribute_form.html", dimension=dimension, form=form)
 
 
 @require_POST
 @project_view(LEAD)
 def attribute_delete(request, access, dimension_id):
-    dimension = get_object_or_404(AttributeDimension, pk=dimension_id, project=access.project)
+    dimension = selectors.project_dimension_get(project=access.project, dimension_id=dimension_id)
     schema.attribute_delete(dimension=dimension)
     messages.success(request, f"Dimension '{dimension.name}' deleted.")
     if not request.htmx:
@@ -232,7 +227,6 @@ def attribute_delete(request, access, dimension_id):
 
 
 def _render_attributes(request, access, form):
-    context = {"access": access, "project": access.project, "form": form,
-               "dimensions": AttributeDimension.objects.filter(project=access.project)}
-    template = "annotation/projects/_attributes_panel.html" if request.htmx else "annotation/projects/attributes.html"
-    return render(request, template, context)
+    return render_page(request, access, "annotation/projects/attributes.html",
+                       partial="annotation/projects/_attributes_panel.html", form=form,
+                       dimensions=selectors.project_dimensions(project=access.project))

@@ -1,16 +1,17 @@
 """The review queue page and its actions: claim an item, act on it, get the next one (an HTMX swap, or POST + redirect).
 """
-import json
-
 from django.contrib import messages
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
 from annotation.errors import ServiceError
-from annotation.models import Label, RejectReason, ReviewAction, Status
+from annotation.items.selectors import item_panels
+from annotation.models import RejectReason, ReviewAction, Status
 from annotation.permissions import MEMBER, project_view
+from annotation.projects.selectors import project_labels
 from annotation.queue import services as queue
 from annotation.queue.forms import ReviewActionForm
+from synthstudio.lib.pages import render_page
 
 DONE = {ReviewAction.ACCEPT: "Accepted", ReviewAction.EDIT: "Saved your edit of", ReviewAction.REJECT: "Rejected",
         ReviewAction.SKIP: "Skipped"}
@@ -25,7 +26,7 @@ def queue_page(request, access):
 @require_POST
 @project_view(MEMBER)
 def queue_review(request, access, item_id):
-    labels = list(Label.objects.filter(project=access.project))
+    labels = project_labels(project=access.project)
     form = ReviewActionForm(request.POST, label_names=[label.name for label in labels])
     if form.is_valid():
         data = form.cleaned_data
@@ -64,33 +65,13 @@ def _next(request, access, labels=None):
 
 
 def _render_queue(request, access, item, labels=None):
-    labels = labels if labels is not None else list(Label.objects.filter(project=access.project))
     context = {
-        "access": access, "project": access.project, "item": item, "labels": labels,
-        "progress": queue.queue_progress(project=access.project, user=request.user),
-        "reasons": RejectReason.choices,
+        "item": item, "labels": labels if labels is not None else project_labels(project=access.project),
+        "progress": queue.queue_progress(project=access.project, user=request.user), "reasons": RejectReason.choices,
     }
     if item is not None:
         second_opinion = item.status != Status.NEEDS_REVIEW
-        context.update(item_panels(item), second_opinion=second_opinion,
+        context.update(item_panels(item=item), second_opinion=second_opinion,
                        chosen=set(item.proposed_labels if second_opinion else item.labels))
-    template = "annotation/queue/_queue_panel.html" if request.htmx else "annotation/queue/queue.html"
-    return render(request, template, context)
-
-
-def item_panels(item) -> dict:
-    """The "why routed" signals and the provenance of an item as (name, shown value) pairs; templates escape them."""
-    return {
-        "signals": [(key, _shown(value)) for key, value in sorted((item.model_scores or {}).items())],
-        "provenance": [(key, _shown(value)) for key, value in (item.provenance or {}).items()],
-    }
-
-
-def _shown(value) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.3f}".rstrip("0").rstrip(".") if value == value else "n/a"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+    return render_page(request, access, "annotation/queue/queue.html", partial="annotation/queue/_queue_panel.html",
+                       **context)

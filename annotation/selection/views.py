@@ -1,12 +1,13 @@
 """The lead's routing page: policy, recent scoring rounds, accuracy estimates from audits, and the pause decision."""
 from django.contrib import messages
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
 from annotation import selection
 from annotation.errors import ServiceError
 from annotation.permissions import LEAD, project_view
 from annotation.selection.forms import AutoAcceptDecisionForm
+from synthstudio.lib.pages import render_page
 
 
 @project_view(LEAD)
@@ -49,7 +50,6 @@ def _done(request, access):
 
 def _render(request, access):
     access.project.refresh_from_db()
-    context = {"access": access, "project": access.project,
-               "overview": selection.routing_overview(project=access.project)}
-    template = "annotation/selection/_routing_panel.html" if request.htmx else "annotation/selection/routing.html"
-    return render(request, template, context)
+    return render_page(request, access, "annotation/selection/routing.html",
+                       partial="annotation/selection/_routing_panel.html",
+                       overview=selection.routing_overview(project=access.project))

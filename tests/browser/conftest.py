@@ -28,7 +28,16 @@ def browser():
 
 
 @pytest.fixture
-def new_page(browser, live_server):
+def csp_violations():
+    """What Chromium refused under the Content-Security-Policy, as it reports it on the console, across every page
+    ``new_page`` opens in the test; a test that ends with one fails (test_csp_browser.py tests the reporting)."""
+    found = []
+    yield found
+    assert found == [], "Content-Security-Policy violations"
+
+
+@pytest.fixture
+def new_page(browser, live_server, csp_violations):
     """new_page(user, **context options) -> a page logged in as user, in a browser context of its own."""
     contexts = []
 
@@ -39,6 +48,8 @@ def new_page(browser, live_server):
         context.set_default_navigation_timeout(30_000)
         contexts.append(context)
         page = context.new_page()
+        page.on("console", lambda message: csp_violations.append(message.text)
+                if "Content Security Policy" in message.text else None)
         page.goto(f"{live_server.url}/accounts/login/")
         page.fill("#id_username", user.username)
         page.fill("#id_password", user.raw_password)

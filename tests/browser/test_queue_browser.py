@@ -34,8 +34,10 @@ def press_and_wait(page, key):
     """Press a key that swaps the panel; wait for the new panel and return the item it shows."""
     page.evaluate("document.querySelector('#queue-panel').dataset.old = '1'")
     page.keyboard.press(key)
-    page.wait_for_function("!document.querySelector('#queue-panel')?.dataset.old")
-    page.wait_for_function("['queue-item', 'queue-empty'].includes(document.activeElement?.id)")
+    # Selectors, not wait_for_function: Playwright evaluates its expression with eval, which the page's
+    # Content-Security-Policy refuses.
+    page.wait_for_selector("#queue-panel:not([data-old])")
+    page.wait_for_selector("#queue-item:focus, #queue-empty:focus")
     return shown_item(page)
 
 
@@ -103,12 +105,12 @@ def test_keys_typed_right_after_e_stay_in_the_text_when_the_swap_settles_late(te
     page = new_page(ann)
     open_queue(page, live_server, project)
     page.evaluate("""htmx.config.defaultSettleDelay = 300;
-                     document.addEventListener('htmx:afterSettle', () => { window.__settled = true; });""")
+                     document.addEventListener('htmx:afterSettle', () => { document.body.dataset.settled = '1'; });""")
     press_and_wait(page, "a")
     page.keyboard.press("e")
     page.keyboard.press("Control+A")
     page.keyboard.type("An early")
-    page.wait_for_function("window.__settled")
+    page.wait_for_selector("body[data-settled]")
     page.keyboard.type(" edit")
     assert page.evaluate("document.activeElement.id") == "edit-text"
     assert page.input_value("#edit-text") == "An early edit"

@@ -1,11 +1,15 @@
-"""Run the embedded runtime in one command: migrate, build the demo, start a Celery worker and the web server."""
+"""Run the embedded runtime in one command: migrate, build the demo, start a Celery worker and the web server.
+
+It is the development runtime: manage.py turns DEBUG on for it (settings are read before any command runs), and it
+refuses to start with DEBUG set off, where runserver and the demo's known passwords have no place.
+"""
 import os
 import subprocess
 import sys
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
@@ -16,6 +20,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-demo", action="store_true")
 
     def handle(self, *args, addrport, no_demo, **options):
+        if not settings.DEBUG:
+            raise CommandError("manage.py dev is the development runtime and needs DEBUG on; for production run "
+                               'gunicorn and a Celery worker (README, "Running at scale").')
         # runserver's auto-reloader runs this command again in a child process (RUN_MAIN=true); only the first
         # process does the one-off work and owns the worker.
         if os.environ.get("RUN_MAIN") == "true":
