@@ -1,16 +1,28 @@
-"""Shared fixtures: the four visitors (lead, annotator, outsider, anonymous), a project, and real service helpers."""
+"""Shared fixtures: the four visitors (lead, annotator, outsider, anonymous), a project, one of everything a URL can
+point at, and real service helpers; and the ``slow`` marker for tests that start real processes."""
 
 import pytest
 from django.conf import settings
 
 from synthstudio.celery import app as celery_app
-from tests.support.factories import add_member, make_project, make_user
+from tests.support.factories import add_member, make_project, make_user, make_world
 from tests.support.runtime import TEST_QUEUE, start_worker, stop_worker, worker_env
 
 celery_app.conf.task_default_queue = TEST_QUEUE
 
 # Password hashing is deliberately slow; tests create many users and need no protection against brute force.
 settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# A test that takes one of these starts a real Celery worker or a live server (and a browser): it waits seconds on
+# other processes rather than computing. Tests that start such processes themselves carry the marker in their module.
+SLOW_FIXTURES = {"celery_worker_process", "live_server"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
@@ -39,15 +51,9 @@ def project(lead, annotator, outsider):
 
 
 @pytest.fixture
-def client_for(client):
-    """client_for(user) -> a test client logged in as user (None: anonymous)."""
-
-    def login(user):
-        if user is not None:
-            client.force_login(user)
-        return client
-
-    return login
+def world(project, lead):
+    """One of everything a URL can point at, in the visited project (for tests/support/visits.py: fill)."""
+    return make_world(project=project, lead=lead)
 
 
 @pytest.fixture

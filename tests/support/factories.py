@@ -3,8 +3,9 @@ import itertools
 
 from django.contrib.auth import get_user_model
 
-from annotation.models import Item, Label, Membership, Project, Role, Source, Status
+from annotation.models import AttributeDimension, ImportJob, Item, Label, Membership, Project, Role, Source, Status
 from annotation.projects import services
+from generation.models import GenerationJob, JobMode, LLMConnection
 
 _seq = itertools.count(1)
 
@@ -43,3 +44,53 @@ def make_item(project, text=None, *, status=Status.NEEDS_REVIEW, proposed=("posi
         proposed_labels=list(proposed),
         **fields,
     )
+
+
+# Two clearly separable classes of text, for the selection model to learn.
+POSITIVE = ["a wonderful, moving film", "great acting and a lovely story", "brilliant and joyful fun",
+            "superb, warm and funny", "an excellent delight", "lovely, great and wonderful"]
+NEGATIVE = ["a dull, tedious mess", "awful acting and a boring story", "terrible and painful to sit through",
+            "a boring, stupid waste", "dreadful and dull", "tedious, awful and boring"]
+
+
+def corpus(n_per_class=30):
+    """(text, gold) pairs in two clearly separable classes."""
+    rows = []
+    for i in range(n_per_class):
+        rows.append((f"{POSITIVE[i % len(POSITIVE)]} number {i}", "positive"))
+        rows.append((f"{NEGATIVE[i % len(NEGATIVE)]} number {i}", "negative"))
+    return rows
+
+
+def flip(label):
+    return "negative" if label == "positive" else "positive"
+
+
+def make_pool(project, n_per_class=30, wrong=(0, 1, 2, 3), abstain=(4,)):
+    """Proposed items labelled by a 'LLM' that is wrong on the ``wrong`` rows and abstains on ``abstain`` rows."""
+    items = []
+    for i, (text, gold) in enumerate(corpus(n_per_class)):
+        proposed = [] if i in abstain else [flip(gold) if i in wrong else gold]
+        items.append(make_item(project, text, status=Status.PROPOSED, proposed=proposed, extra={"gold": gold}))
+    return items
+
+
+def make_world(*, project, lead) -> dict:
+    """One of everything a URL can point at, in ``project``, keyed by the URL's path argument
+    (for tests/support/visits.py: fill)."""
+    item = make_item(project, "An item to look at")
+    job = GenerationJob.objects.create(project=project, created_by=lead, mode=JobMode.LABEL_CONDITIONED,
+                                       provider="offline", config={}, requested=1)
+    import_job = ImportJob.objects.create(project=project, created_by=lead, file_name="x.csv", format="csv")
+    return {
+        "project_id": project.id,
+        "item_id": item.id,
+        "membership_id": Membership.objects.get(project=project, role=Role.ANNOTATOR).id,
+        "label_id": Label.objects.filter(project=project).first().id,
+        "dimension_id": AttributeDimension.objects.create(project=project, name="topic", values=["a", "b"]).id,
+        # The same converter name means a different model in each app.
+        ("job_id", "generation"): job.id,
+        "connection_id": LLMConnection.objects.create(project=project, name="local", base_url="http://127.0.0.1:9/v1",
+                                                      model="m").id,
+        ("job_id", "annotation"): import_job.id,
+    }

@@ -1,9 +1,10 @@
-"""Helpers for tests that start real outside parts: a Celery worker process on the test database, a port check, and
-the rule that a missing browser or service skips a test here but fails it in CI."""
+"""Helpers for tests that start real outside parts: a Celery worker process on the test database, waiting for what it
+does, a port check, and the rule that a missing browser or service skips a test here but fails it in CI."""
 import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import quote
@@ -15,9 +16,26 @@ REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # Tasks sent by this test process go to a queue of its own, so a developer's running worker (or another test process
-# on the same broker) never takes them. Set by conftest before anything is sent: Celery caches its queue table on
-# first use.
+# on the same broker, such as another xdist worker) never takes them. Set by conftest before anything is sent: Celery
+# caches its queue table on first use.
 TEST_QUEUE = f"pytest-{uuid.uuid4().hex[:10]}"
+
+
+# How long a test waits for a real process to do something before calling it a hang. Tests wait for readiness, never
+# for a clock: this bound is far above any normal wait on a busy machine, so reaching it means something is stuck.
+HANG_BOUND = 300.0
+
+
+def wait_for(condition, *, what: str, interval: float = 0.2):
+    """Call ``condition`` until it returns something truthy and return that; fail only if it never does (a hang)."""
+    deadline = time.monotonic() + HANG_BOUND
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not done after {HANG_BOUND:.0f} s, so presumably never")
+        time.sleep(interval)
 
 
 def require(condition: bool, what: str):
@@ -61,6 +79,7 @@ def start_worker(*, queue: str, env: dict, concurrency: int = 2, pool: str = "pr
 
 
 def stop_worker(proc: subprocess.Popen) -> str:
+    """Stop a worker, or any server a test started, as an operator would (SIGTERM); return what it printed."""
     proc.terminate()
     try:
         out, _ = proc.communicate(timeout=20)

@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -152,15 +151,14 @@ def test_server_errors_raise_internal_server_error(srv, api, fault, status):
 
 
 def test_hang_times_out_the_client_and_does_not_block_shutdown():
-    server = LLMServer(faults=["hang"], hang_seconds=60).start()
+    server = LLMServer(faults=["hang"], hang_seconds=3600).start()
     try:
         with make_client(server, timeout=0.3) as c, pytest.raises(openai.APITimeoutError):
             ask(c)
     finally:
-        started = time.monotonic()
         server.stop()
 
-    assert time.monotonic() - started < 3
+    # stop() gives up waiting for requests long before the hour is over: none left means it woke the hang.
     assert server.in_flight == 0
     assert server.stats["hang"] == 1
 

@@ -16,7 +16,7 @@ from annotation.models import Item, Project, Review
 from annotation.queue import services as queue
 from tests.support.factories import make_item, make_user
 from tests.support.runtime import REPO, require, worker_env
-from tests.system.test_urlconf_permissions import ROUTES, fill, world  # noqa: F401 - world is a fixture
+from tests.support.visits import ROUTES, fill
 
 DESTRUCTIVE = {"remove": "1", "delete": "1", "action": "reject", "reason": "other", "merge_into": "", "version": "1"}
 

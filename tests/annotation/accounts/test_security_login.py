@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from annotation.models import LoginFailure
 from tests.support.factories import make_user
-from tests.support.runtime import REPO, worker_env
+from tests.support.runtime import HANG_BOUND, REPO, worker_env
 
 
 @pytest.fixture
@@ -87,6 +87,6 @@ def test_failures_in_another_process_throttle_this_one(client, transactional_db)
     script = ("from django.contrib.auth import authenticate\n"
               "for _ in range(5): authenticate(None, username='erin', password='wrong')\n")
     result = subprocess.run([sys.executable, "manage.py", "shell", "-c", script], cwd=REPO, env=worker_env(),
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=HANG_BOUND)
     assert result.returncode == 0, result.stderr
     assert sign_in(client, "erin", user.raw_password).status_code == 429

@@ -20,8 +20,6 @@ from annotation.models import (
 from annotation.selection import wilson_interval
 from tests.support.factories import make_item, make_user
 
-VISITORS = ["lead", "annotator", "outsider", "anonymous"]
-
 
 def conditions(topic):
     """Provenance as generation/services.py writes it."""
@@ -271,30 +269,7 @@ def test_a_failing_computation_is_recorded_and_the_other_kind_still_computed(pro
     assert snapshots["overview"].error == "" and snapshots["overview"].data["status_counts"]
 
 
-# --- views ------------------------------------------------------------------------------------------------------------
-
-
-def visitor(request, client, who):
-    if who != "anonymous":
-        client.force_login(request.getfixturevalue(who))
-    return client
-
-
-MATRIX = [
-    ("dashboard", "get", {"lead": 200, "annotator": 403, "outsider": 404, "anonymous": 302}),
-    ("dashboard_refresh", "post", {"lead": 302, "annotator": 403, "outsider": 404, "anonymous": 302}),
-    ("evaluation_create", "post", {"lead": 400, "annotator": 403, "outsider": 404, "anonymous": 302}),
-]
-
-
-@pytest.mark.parametrize("who", VISITORS)
-@pytest.mark.parametrize("name,method,expected", MATRIX, ids=[m[0] for m in MATRIX])
-def test_permission_matrix(request, client, project, who, name, method, expected, monkeypatch):
-    monkeypatch.setattr("annotation.dashboard.tasks.dashboard_refresh.delay_on_commit", lambda pk: None)
-    response = getattr(visitor(request, client, who), method)(reverse(name, args=[project.pk]))
-    assert response.status_code == expected[who]
-    if who == "anonymous":
-        assert response["Location"].startswith(reverse("login"))
+# --- views (who may open them: tests/system/test_urlconf_permissions.py) ----------------------------------------------
 
 
 def test_nav_shows_the_dashboard_tab_to_leads_only(client, project, lead, annotator):

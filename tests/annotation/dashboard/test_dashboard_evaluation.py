@@ -1,7 +1,6 @@
 """Train on synthetic, test on real: gold files are validated row by row, runs are claimed once, the three training
 sets are the ones the dashboard names, and the upload page works with and without HTMX."""
 import json
-import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -12,6 +11,7 @@ from annotation.dashboard import services as dashboard
 from annotation.items import services
 from annotation.models import EvaluationRun, Item, ReviewAction, Source, Status
 from tests.support.factories import make_item, make_project
+from tests.support.runtime import wait_for
 
 POSITIVE = ["great wonderful film", "loved it, superb acting", "a delight, great fun", "wonderful and moving"]
 NEGATIVE = ["awful boring film", "hated it, terrible acting", "a mess, dull and slow", "terrible and tedious"]
@@ -177,13 +177,13 @@ def test_a_real_worker_computes_the_dashboard_and_an_evaluation(celery_worker_pr
     assert dashboard.dashboard_refresh_request(project=trained_project)
     run = evaluation.evaluation_create(project=trained_project, user=lead, file_name="gold.csv",
                                        data=GOLD_CSV.encode())
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+
+    def finished():
         run.refresh_from_db()
-        done = not trained_project.dashboard_snapshots.filter(pending_since__isnull=False).exists()
-        if done and run.state in ("done", "failed"):
-            break
-        time.sleep(0.5)
+        refreshed = not trained_project.dashboard_snapshots.filter(pending_since__isnull=False).exists()
+        return refreshed and run.state in ("done", "failed")
+
+    wait_for(finished, what="the dashboard refresh and the evaluation", interval=0.5)
     assert run.state == "done", run.error
     overview = trained_project.dashboard_snapshots.get(kind="overview")
     assert overview.data["status_counts"]["auto_accepted"] == 4

@@ -6,8 +6,8 @@ from annotation.queue import services as queue
 from annotation.selection import selection_run_round
 from generation.models import JobMode
 from synthstudio.celery import app as celery_app
-from tests.annotation.selection.test_selection import make_pool
-from tests.generation.test_generation import TEXTS, start
+from tests.support.factories import make_pool
+from tests.support.jobs import TEXTS, start
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def test_a_finished_generation_job_routes_its_items(project, lead, eager, django
             Item.objects.create(project=project, text=text, status=Status.ACCEPTED, final_labels=[label])
     with django_capture_on_commit_callbacks(execute=True):
         job = start(project, lead, provider="offline", mode=JobMode.LABEL_CONDITIONED, count=12,
-                    samples_per_request=2, requests_per_batch=3, leakage_words=0)
+                    samples_per_request=2, requests_per_batch=3, filters={"leakage_words": 0})
     produced = Item.objects.filter(generation_job_id=job.id).exclude(status=Status.FILTERED)
     assert job.produced == produced.count() > 0
     assert ScoringRound.objects.filter(project=project, metrics__trigger="manual").exists()
@@ -90,6 +90,6 @@ def test_jobs_ending_together_queue_one_routing_round(project, lead, django_capt
     for _ in range(2):
         with django_capture_on_commit_callbacks() as callbacks:
             start(project, lead, provider="offline", mode=JobMode.LABEL_CONDITIONED, count=4, samples_per_request=2,
-                  requests_per_batch=2, leakage_words=0)
+                  requests_per_batch=2, filters={"leakage_words": 0})
         queued.append(len(callbacks))
     assert queued == [1, 0]

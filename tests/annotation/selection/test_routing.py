@@ -1,10 +1,10 @@
-"""The lead's routing page: estimates, rounds, the pause warning and decision, "score now"; permissions."""
+"""The lead's routing page: estimates, rounds, the pause warning and decision, "score now". Who may open it is tested
+for every URL at once in tests/system/test_urlconf_permissions.py."""
 import pytest
 from django.urls import reverse
 
 from annotation.models import Project, ScoringRound, Status
 from annotation.selection import tasks
-from tests.annotation.projects.test_permissions import VISITORS, visitor_client
 from tests.support.factories import make_item
 
 
@@ -19,24 +19,6 @@ def pause(project):
     Project.objects.filter(pk=project.pk).update(
         auto_accept_paused=True, auto_accept_paused_reason="Audits found the LLM's label right on 30 of 40 items."
     )
-
-
-MATRIX = [
-    ("routing", "get", {"lead": 200, "annotator": 403, "outsider": 404, "anonymous": 302}),
-    ("routing_decide", "post", {"lead": 302, "annotator": 403, "outsider": 404, "anonymous": 302}),
-    ("routing_score", "post", {"lead": 302, "annotator": 403, "outsider": 404, "anonymous": 302}),
-]
-
-
-@pytest.mark.parametrize("who", VISITORS)
-@pytest.mark.parametrize("name,method,expected", MATRIX, ids=[f"{m[0]}-{m[1]}" for m in MATRIX])
-def test_permission_matrix(request, client, project, sent, who, name, method, expected):
-    pause(project)
-    c = visitor_client(request, client, who)
-    response = getattr(c, method)(reverse(name, args=[project.id]), {"decision": "keep"} if method == "post" else None)
-    assert response.status_code == expected[who]
-    if who == "anonymous":
-        assert response["Location"].startswith(reverse("login"))
 
 
 def test_it_shows_estimates_and_rounds(client, project, lead):

@@ -11,34 +11,7 @@ from annotation.models import Item, Project, Review, ReviewAction, RoutingMode, 
 from annotation.selection import rounds, scoring
 from annotation.selection.estimates import accuracy_estimate, wilson_interval
 from annotation.selection.features import FeaturizerUnavailable, embedding_features, tfidf_features
-from tests.support.factories import make_item
-
-POSITIVE = ["a wonderful, moving film", "great acting and a lovely story", "brilliant and joyful fun",
-            "superb, warm and funny", "an excellent delight", "lovely, great and wonderful"]
-NEGATIVE = ["a dull, tedious mess", "awful acting and a boring story", "terrible and painful to sit through",
-            "a boring, stupid waste", "dreadful and dull", "tedious, awful and boring"]
-
-
-def corpus(n_per_class=30):
-    """(text, gold) pairs in two clearly separable classes."""
-    rows = []
-    for i in range(n_per_class):
-        rows.append((f"{POSITIVE[i % len(POSITIVE)]} number {i}", "positive"))
-        rows.append((f"{NEGATIVE[i % len(NEGATIVE)]} number {i}", "negative"))
-    return rows
-
-
-def flip(label):
-    return "negative" if label == "positive" else "positive"
-
-
-def make_pool(project, n_per_class=30, wrong=(0, 1, 2, 3), abstain=(4,)):
-    """Proposed items labelled by a 'LLM' that is wrong on the ``wrong`` rows and abstains on ``abstain`` rows."""
-    items = []
-    for i, (text, gold) in enumerate(corpus(n_per_class)):
-        proposed = [] if i in abstain else [flip(gold) if i in wrong else gold]
-        items.append(make_item(project, text, status=Status.PROPOSED, proposed=proposed, extra={"gold": gold}))
-    return items
+from tests.support.factories import corpus, flip, make_item, make_pool
 
 
 def test_wilson_interval_matches_the_textbook_values():

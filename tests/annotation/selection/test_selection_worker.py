@@ -1,20 +1,14 @@
 """A scoring round end to end through the broker and a real Celery worker process."""
-import time
-
 from annotation import selection
 from annotation.items.services import item_transition
 from annotation.models import Item, Project, ReviewAction, ScoringRound, Status
-from tests.annotation.selection.test_selection import make_pool
+from tests.support.factories import make_pool
+from tests.support.runtime import wait_for
 
 
-def wait_for_round(project, timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done = ScoringRound.objects.filter(project=project).exclude(state=ScoringRound.State.RUNNING).first()
-        if done is not None:
-            return done
-        time.sleep(0.5)
-    raise AssertionError("no scoring round finished in time")
+def wait_for_round(project):
+    finished = ScoringRound.objects.filter(project=project).exclude(state=ScoringRound.State.RUNNING)
+    return wait_for(finished.first, what="a scoring round to finish", interval=0.5)
 
 
 def test_reviews_trigger_a_round_that_a_worker_runs(celery_worker_process, project, annotator):
