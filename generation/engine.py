@@ -1,6 +1,6 @@
 """The network half of a batch: plan its requests, send them concurrently, read the answers. No database writes.
 
-``services.job_run_batch`` gives this module a job's config snapshot and what earlier batches produced, and stores
+``services.job_run_batch`` gives this module a job's ``JobConfig`` and what earlier batches produced, and stores
 what comes back. Planning is deterministic (the same batch planned twice asks for the same thing), which is what lets
 a retried batch be idempotent. Dataset-wise steering lives here: each request goes to the label / attribute cell that
 is furthest behind (counting the project's existing items when the lead asked to balance against them), and the
@@ -10,48 +10,79 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from generation import prompts
+from generation.config import JobConfig
 from generation.parsing import (
     MalformedOutput,
+    Verdict,
     clip,
     label_probs_from_logprobs,
     parse_samples,
     parse_verdict,
+    storable,
 )
-from generation.providers import ChatCall, ChatResult, Provider, ProviderError, run_concurrently
+from generation.providers import (
+    RESPONSE_FORMATS,
+    Capabilities,
+    ChatCall,
+    ChatChoice,
+    ChatResult,
+    Provider,
+    ProviderError,
+    run_concurrently,
+)
+
+# Self-consistency samples its extra answers warmer than the temperature-0 first answer, so that they can disagree.
+CONSISTENCY_TEMPERATURE = 0.8
+# Output caps, so that a model that loops stops at a bound instead of at the request timeout. A sample is at most
+# ``filters.max_chars`` characters; English runs 3-4 characters per token, and JSON adds its keys and quotes.
+CHARS_PER_TOKEN = 3
+SAMPLE_OVERHEAD_TOKENS = 40
+ANSWER_OVERHEAD_TOKENS = 50
+LABEL_CAP_TOKENS = 64
+CHECK_CAP_TOKENS = 320
+
+
+def response_mode(config: JobConfig, capabilities: Capabilities) -> str:
+    """The response format a job asks for: the lead's choice, or with ``auto`` the best the endpoint supports."""
+    if config.response_format != "auto":
+        return config.response_format
+    return next((mode for mode in RESPONSE_FORMATS if mode in capabilities.response_formats), "none")
+
+
+def generation_cap(config: JobConfig, count: int) -> int:
+    per_sample = math.ceil(config.filters.max_chars / CHARS_PER_TOKEN) + SAMPLE_OVERHEAD_TOKENS
+    return count * per_sample + ANSWER_OVERHEAD_TOKENS
 
 
 def cell_key(label: str, attributes: dict[str, str]) -> str:
     return json.dumps([label, sorted(attributes.items())], separators=(",", ":"))
 
 
-def all_cells(config: dict) -> list[tuple[str, dict[str, str]]]:
-    """Every (label, attributes) combination the job must cover evenly: the label x attribute cross-product."""
-    labels = config["labels"]
-    dims: dict[str, list[str]] = config.get("attributes") or {}
-    names = list(dims)
-    combos = itertools.product(*(dims[n] for n in names)) if names else [()]
-    return [(label, dict(zip(names, combo))) for combo in combos for label in labels]
+def cell_count(labels: Sequence[str], attributes: Mapping[str, Sequence[str]]) -> int:
+    """The size of the label x attribute cross-product, without building it."""
+    return len(labels) * math.prod(len(values) for values in attributes.values())
 
 
-def spec_from_config(config: dict) -> prompts.TaskSpec:
-    raw = config["spec"]
-    return prompts.TaskSpec(
-        task=raw.get("task", ""),
-        labels=tuple(prompts.LabelInfo(l["name"], l.get("description", ""), tuple(l.get("words", ())))
-                     for l in raw["labels"]),
-        multi_label=bool(raw.get("multi_label")),
-    )
+def all_cells(config: JobConfig) -> list[tuple[str, dict[str, str]]]:
+    """Every (label, attributes) combination the job must cover evenly: the label x attribute cross-product (its size
+    was checked with ``cell_count`` when the job was created)."""
+    names = list(config.attributes)
+    combos = itertools.product(*(config.attributes[n] for n in names)) if names else [()]
+    return [(label, dict(zip(names, combo))) for combo in combos for label in config.labels]
 
 
-def batch_size(config: dict, mode_is_labelling: bool) -> int:
+def batch_size(config: JobConfig, *, labelling: bool) -> int:
     """Samples (or pool items) per batch."""
-    if mode_is_labelling:
-        return config["requests_per_batch"]
-    return config["samples_per_request"] * config["requests_per_batch"]
+    if labelling:
+        return config.requests_per_batch
+    return config.samples_per_request * config.requests_per_batch
 
 
 @dataclass
@@ -72,20 +103,20 @@ class RequestPlan:
 
 def plan_generation_batch(
     *,
-    config: dict,
+    config: JobConfig,
     batch_index: int,
     requested: int,
     produced_by_cell: dict[str, int],
     avoid_by_cell: dict[str, list[str]],
     exemplar_pool: dict[str, list[tuple[int, str]]],
 ) -> list[RequestPlan]:
-    k, per_batch = config["samples_per_request"], config["requests_per_batch"]
+    k, per_batch = config.samples_per_request, config.requests_per_batch
     start = batch_index * k * per_batch
     remaining = max(0, min(k * per_batch, requested - start))
     cells = all_cells(config)
     # Balancing against the project: a label's existing items count as if spread evenly over its attribute cells.
-    baseline = (config.get("baseline") or {}) if config.get("balance_project") else {}
-    cells_per_label = max(1, len(cells) // len(config["labels"]))
+    baseline = config.baseline if config.balance_project else {}
+    cells_per_label = max(1, len(cells) // len(config.labels))
     level = {
         cell_key(label, attrs): produced_by_cell.get(cell_key(label, attrs), 0)
         + int(baseline.get(label, 0)) / cells_per_label
@@ -93,7 +124,7 @@ def plan_generation_batch(
     }
     plans: list[RequestPlan] = []
     first = 0
-    n_exemplars = config.get("exemplars", 0)
+    n_exemplars = config.exemplars
     for r in range(per_batch):
         size = min(k, remaining - first)
         if size <= 0:
@@ -139,7 +170,11 @@ class Tally:
     def add_error(self, exc: ProviderError) -> None:
         self.requests += 1
         self.retries += exc.retries
-        self.errors.append({"kind": exc.kind, "message": str(exc)[:300]})
+        self.errors.append({"kind": exc.kind, "message": storable(str(exc))[:300], **exc.detail})
+
+    def add_malformed(self, exc: MalformedOutput, content: str, response_id: str) -> None:
+        self.malformed.append({"reason": exc.reason, "detail": storable(str(exc))[:200], "raw": clip(content),
+                               "response_id": response_id})
 
     def merge(self, other: Tally) -> None:
         self.requests += other.requests
@@ -148,6 +183,14 @@ class Tally:
         self.completion_tokens += other.completion_tokens
         self.malformed += other.malformed
         self.errors += other.errors
+
+
+def _read(result: ChatResult, choice: ChatChoice, parse: Callable[[str], Any]) -> Any:
+    """``parse`` of the choice's content, unless the provider already found the answer untrustworthy."""
+    problem = result.problem or choice.problem
+    if problem is not None:
+        raise problem
+    return parse(choice.content)
 
 
 def _ask(provider: Provider, call: ChatCall, tally: Tally, parse, retries: int):
@@ -163,12 +206,11 @@ def _ask(provider: Provider, call: ChatCall, tally: Tally, parse, retries: int):
             tally.add_error(exc)
             return None, None
         tally.add_result(result)
-        content = result.choices[0].content if result.choices else ""
+        choice = result.choices[0] if result.choices else ChatChoice(content="")
         try:
-            return result, parse(content)
+            return result, _read(result, choice, parse)
         except MalformedOutput as exc:
-            tally.malformed.append({"reason": exc.reason, "detail": str(exc)[:200], "raw": clip(content),
-                                    "response_id": result.response_id})
+            tally.add_malformed(exc, choice.content, result.response_id)
     return result, None
 
 
@@ -201,25 +243,26 @@ def _failure_reason(tally: Tally) -> str:
 
 
 def _top_logprobs(labels: list[str]) -> int:
-    return min(20, max(5, len(labels)))
+    """As many alternatives as the API gives: servers report logprobs from before the format's grammar, so tokens it
+    forbids crowd the top of the list and a few alternatives can miss a label altogether."""
+    return 20
 
 
-def generate_one(provider: Provider, config: dict, spec: prompts.TaskSpec, templates: dict, seed_key: str,
+def generate_one(provider: Provider, config: JobConfig, templates: dict, seed_key: str,
                  plan: RequestPlan) -> RequestOutcome:
     tally = Tally()
     call = ChatCall(
-        messages=prompts.generation_messages(spec, templates, label=plan.target, count=plan.k,
+        messages=prompts.generation_messages(config.spec, templates, label=plan.target, count=plan.k,
                                              attributes=plan.attributes, exemplars=plan.exemplar_texts,
                                              avoid=plan.avoid),
-        response_format=prompts.generation_format(labels=[plan.target], count=plan.k,
-                                                  mode=config["response_format"]),
-        temperature=config.get("temperature"),
+        response_format=prompts.generation_format(labels=[plan.target], count=plan.k, mode=config.response_format),
+        temperature=config.temperature, max_tokens=generation_cap(config, plan.k),
         intent={"kind": "generate", "target": plan.target, "k": plan.k, "seeds": plan.exemplar_texts,
                 "seed_key": f"{seed_key}:r{plan.number}"},
     )
     result, parsed = _ask(provider, call, tally,
                           lambda c: parse_samples(c, allowed_labels=[plan.target], expected=plan.k),
-                          config.get("parse_retries", 2))
+                          config.parse_retries)
     if parsed is None:
         return RequestOutcome(plan, [], {_failure_reason(tally): plan.k}, tally)
     raw = clip(result.choices[0].content)
@@ -234,26 +277,34 @@ def generate_one(provider: Provider, config: dict, spec: prompts.TaskSpec, templ
     missing = plan.k - len(samples) - parsed.invalid
     if missing:
         failed["missing"] = missing
-    if config.get("steps", 1) >= 2:
+    if config.steps >= 2:
         for sample in samples:
-            _self_check(provider, config, spec, templates, sample, tally)
+            _self_check(provider, config, templates, sample, tally)
     return RequestOutcome(plan, samples, failed, tally)
 
 
-def _self_check(provider: Provider, config: dict, spec: prompts.TaskSpec, templates: dict, sample: GeneratedSample,
+def _self_check(provider: Provider, config: JobConfig, templates: dict, sample: GeneratedSample,
                 tally: Tally) -> None:
-    """Step two: the model labels its own draft with a rationale; its reading becomes the proposed label."""
-    labels = spec.label_names
+    """Step two: the model labels its own draft with a rationale; its reading becomes the proposed label. The
+    confidence comes from the check's logprobs; without them it is left unknown: one answer agreeing with the label
+    the draft was asked for is not evidence of a probability."""
+    labels = config.spec.label_names
+    logprobs = provider.capabilities.logprobs
     call = ChatCall(
-        messages=prompts.check_messages(spec, templates, text=sample.text, label=sample.label),
-        response_format=prompts.labelling_format(labels=labels, multi_label=False, mode=config["response_format"],
+        messages=prompts.check_messages(config.spec, templates, text=sample.text, label=sample.label),
+        response_format=prompts.labelling_format(labels=labels, multi_label=False, mode=config.response_format,
                                                  with_rationale=True),
-        temperature=0, logprobs=True, top_logprobs=_top_logprobs(labels), intent={"kind": "check"},
+        temperature=0, logprobs=logprobs, top_logprobs=_top_logprobs(labels) if logprobs else None,
+        max_tokens=CHECK_CAP_TOKENS, intent={"kind": "check"},
     )
-    result, verdict = _ask(provider, call, tally, lambda c: parse_verdict(c, labels=labels, multi_label=False),
-                           config.get("parse_retries", 2))
+    words = _label_words(config)
+    result, verdict = _ask(provider, call, tally,
+                           lambda c: parse_verdict(c, labels=labels, multi_label=False, words=words),
+                           config.parse_retries)
     if verdict is None or not verdict.labels:
         sample.steps = {"draft_label": sample.label, "check": "no usable answer"}
+        if verdict is not None and verdict.unmatched:
+            sample.steps["check_answer"] = verdict.unmatched
         return
     checked = verdict.labels[0]
     probs = label_probs_from_logprobs(result.choices[0].logprobs, labels, checked)
@@ -264,14 +315,17 @@ def _self_check(provider: Provider, config: dict, spec: prompts.TaskSpec, templa
     sample.votes = {sample.label: 1.0}
     sample.votes[checked] = sample.votes.get(checked, 0.0) + 1.0
     sample.label = checked
-    sample.confidence = probs.get(checked) if probs else sample.votes[checked] / 2
+    sample.confidence = probs.get(checked) if probs else None
 
 
-def run_generation(*, provider: Provider, config: dict, plans: list[RequestPlan], seed_key: str
+def _label_words(config: JobConfig) -> dict[str, tuple[str, ...]]:
+    return {label.name: tuple(label.words) for label in config.spec.labels}
+
+
+def run_generation(*, provider: Provider, config: JobConfig, plans: list[RequestPlan], seed_key: str
                    ) -> list[RequestOutcome]:
-    spec = spec_from_config(config)
-    templates = prompts.templates_with_defaults(config.get("templates"))
-    return run_concurrently(lambda plan: generate_one(provider, config, spec, templates, seed_key, plan), plans,
+    templates = prompts.templates_with_defaults(config.templates)
+    return run_concurrently(lambda plan: generate_one(provider, config, templates, seed_key, plan), plans,
                             limit=provider.max_concurrency)
 
 
@@ -303,16 +357,18 @@ class _LogprobsSeen:
             self.absent = True
 
 
-def label_one(provider: Provider, config: dict, spec: prompts.TaskSpec, templates: dict, item_id: int, text: str,
+def label_one(provider: Provider, config: JobConfig, templates: dict, item_id: int, text: str,
               logprobs_seen: _LogprobsSeen) -> LabelOutcome:
     tally = Tally()
+    spec = config.spec
     labels, multi = spec.label_names, spec.multi_label
-    fmt = prompts.labelling_format(labels=labels, multi_label=multi, mode=config["response_format"])
-    parse = lambda c: parse_verdict(c, labels=labels, multi_label=multi)  # noqa: E731
-    retries = config.get("parse_retries", 2)
+    fmt = prompts.labelling_format(labels=labels, multi_label=multi, mode=config.response_format)
+    words = _label_words(config)
+    parse = lambda c: parse_verdict(c, labels=labels, multi_label=multi, words=words)  # noqa: E731
+    retries = config.parse_retries
     intent = {"kind": "label", "text": text, "label_words": {l.name: list(l.words) for l in spec.labels}}
 
-    if not provider.is_llm:
+    if not provider.capabilities.is_llm:
         result, verdict = _ask(provider, ChatCall(messages=[], intent=intent), tally, parse, retries)
         votes = result.votes if result else {}
         chosen = verdict.labels if verdict else []
@@ -320,14 +376,16 @@ def label_one(provider: Provider, config: dict, spec: prompts.TaskSpec, template
         return LabelOutcome(item_id, chosen, confidence, votes, "label words", {"label_word_hits": votes},
                             "" if chosen else "abstained", tally)
 
-    want_logprobs = not multi and not logprobs_seen.absent
+    want_logprobs = provider.capabilities.logprobs and not multi and not logprobs_seen.absent
     call = ChatCall(messages=prompts.labelling_messages(spec, templates, text=text), response_format=fmt,
-                    temperature=0, logprobs=want_logprobs,
+                    temperature=0, logprobs=want_logprobs, max_tokens=LABEL_CAP_TOKENS,
                     top_logprobs=_top_logprobs(labels) if want_logprobs else None, intent=intent)
     result, verdict = _ask(provider, call, tally, parse, retries)
     if verdict is None:
         return LabelOutcome(item_id, [], None, {}, "", {}, _failure_reason(tally), tally)
     provenance = {"response_id": result.response_id, "model": result.model}
+    if verdict.unmatched:
+        provenance["unmatched"] = verdict.unmatched
     if verdict.labels and want_logprobs:
         probs = label_probs_from_logprobs(result.choices[0].logprobs, labels, verdict.labels[0])
         if probs:
@@ -335,45 +393,66 @@ def label_one(provider: Provider, config: dict, spec: prompts.TaskSpec, template
             return LabelOutcome(item_id, verdict.labels, probs.get(verdict.labels[0]), {verdict.labels[0]: 1.0},
                                 "logprobs", provenance, "", tally)
         logprobs_seen.mark_absent()
-    return _self_consistency(provider, config, spec, templates, text, item_id, verdict.labels, provenance, tally)
+    return _self_consistency(provider, config, templates, text, item_id, verdict, provenance, tally)
 
 
-def _self_consistency(provider, config, spec, templates, text, item_id, first, provenance, tally) -> LabelOutcome:
-    """No logprobs: ask k times (k prompt variants, or one request with n=k samples) and let the answers vote."""
+def _self_consistency(provider, config, templates, text, item_id, first: Verdict, provenance, tally) -> LabelOutcome:
+    """No logprobs: gather k answers and let them vote. One request with n=k-1 where the endpoint honours ``n``;
+    otherwise (or for the answers an ignored ``n`` did not bring) one request per answer, over the prompt variants.
+    Votes are divided by the answers actually received (an abstention is an answer; a failed request is not), and
+    with fewer than two answers there is no confidence at all: one answer voting for itself is not 1.0."""
+    spec = config.spec
     labels, multi = spec.label_names, spec.multi_label
-    k = config.get("consistency_k", 5)
-    fmt = prompts.labelling_format(labels=labels, multi_label=multi, mode=config["response_format"])
-    answers: list[list[str]] = [first]
-    if config.get("consistency") == "variants":
-        for variant in range(1, k):
-            call = ChatCall(messages=prompts.labelling_messages(spec, templates, text=text, variant=variant),
-                            response_format=fmt, temperature=0, intent={"kind": "label"})
-            _, verdict = _ask(provider, call, tally, lambda c: parse_verdict(c, labels=labels, multi_label=multi),
-                              0)
-            if verdict is not None:
-                answers.append(verdict.labels)
-    else:
+    k = config.consistency_k
+    fmt = prompts.labelling_format(labels=labels, multi_label=multi, mode=config.response_format)
+    words = _label_words(config)
+    parse = lambda c: parse_verdict(c, labels=labels, multi_label=multi, words=words)  # noqa: E731
+    answers: list[list[str]] = [first.labels]
+    unmatched = [first.unmatched] if first.unmatched else []
+    if config.consistency == "samples" and provider.capabilities.n:
         call = ChatCall(messages=prompts.labelling_messages(spec, templates, text=text), response_format=fmt,
-                        n=k - 1, temperature=config.get("consistency_temperature", 0.8), intent={"kind": "label"})
+                        n=k - 1, temperature=CONSISTENCY_TEMPERATURE, max_tokens=LABEL_CAP_TOKENS,
+                        intent={"kind": "label"})
         try:
             result = provider.chat(call)
         except ProviderError as exc:
             tally.add_error(exc)
         else:
             tally.add_result(result)
-            for choice in result.choices:
+            choices = result.choices[:k - 1]
+            if result.problem is not None:
+                # One untrustworthy answer, however many choices it carries.
+                tally.add_malformed(result.problem, choices[0].content if choices else "", result.response_id)
+                choices = []
+            for choice in choices:
                 try:
-                    answers.append(parse_verdict(choice.content, labels=labels, multi_label=multi).labels)
+                    verdict = _read(result, choice, parse)
                 except MalformedOutput as exc:
-                    tally.malformed.append({"reason": exc.reason, "detail": str(exc)[:200],
-                                            "raw": clip(choice.content), "response_id": result.response_id})
+                    tally.add_malformed(exc, choice.content, result.response_id)
+                else:
+                    answers.append(verdict.labels)
+                    unmatched += [verdict.unmatched] if verdict.unmatched else []
+    asked = len(answers)
+    for variant in range(asked, k):
+        # The instructions repeat after len(LABEL_INSTRUCTIONS) variants; a repeat is sampled warm to stay independent.
+        repeat = variant >= len(prompts.LABEL_INSTRUCTIONS)
+        call = ChatCall(messages=prompts.labelling_messages(spec, templates, text=text, variant=variant),
+                        response_format=fmt, temperature=CONSISTENCY_TEMPERATURE if repeat else 0,
+                        max_tokens=LABEL_CAP_TOKENS, intent={"kind": "label"})
+        _, verdict = _ask(provider, call, tally, parse, 0)
+        if verdict is not None:
+            answers.append(verdict.labels)
+            unmatched += [verdict.unmatched] if verdict.unmatched else []
     votes: dict[str, float] = {}
     for answer in answers:
         for label in answer:
             votes[label] = votes.get(label, 0.0) + 1.0
     provenance["answers"] = len(answers)
+    if unmatched:
+        provenance["unmatched"] = unmatched[0]
     if not votes:
-        return LabelOutcome(item_id, [], None, {}, "self-consistency", provenance, "abstained", tally)
+        return LabelOutcome(item_id, [], None, {}, "self-consistency", provenance,
+                            "unmatched_label" if unmatched else "abstained", tally)
     if multi:
         chosen = [label for label in labels if votes.get(label, 0) > len(answers) / 2]
         chosen = chosen or [max(votes, key=votes.get)]
@@ -381,14 +460,14 @@ def _self_consistency(provider, config, spec, templates, text, item_id, first, p
     else:
         # Ties go to the first (temperature 0) answer, which is the model's own best guess.
         best = max(votes.values())
-        chosen = first if first and votes.get(first[0]) == best else [max(votes, key=votes.get)]
+        chosen = first.labels if first.labels and votes.get(first.labels[0]) == best else [max(votes, key=votes.get)]
         confidence = votes[chosen[0]] / len(answers)
-    return LabelOutcome(item_id, chosen, round(confidence, 4), votes, "self-consistency", provenance, "", tally)
+    return LabelOutcome(item_id, chosen, round(confidence, 4) if len(answers) >= 2 else None, votes,
+                        "self-consistency", provenance, "", tally)
 
 
-def run_labelling(*, provider: Provider, config: dict, items: list[tuple[int, str]]) -> list[LabelOutcome]:
-    spec = spec_from_config(config)
-    templates = prompts.templates_with_defaults(config.get("templates"))
+def run_labelling(*, provider: Provider, config: JobConfig, items: list[tuple[int, str]]) -> list[LabelOutcome]:
+    templates = prompts.templates_with_defaults(config.templates)
     seen = _LogprobsSeen()
-    return run_concurrently(lambda item: label_one(provider, config, spec, templates, item[0], item[1], seen), items,
+    return run_concurrently(lambda item: label_one(provider, config, templates, item[0], item[1], seen), items,
                             limit=provider.max_concurrency)

@@ -1,52 +1,78 @@
-"""Validation of what a lead asks a job to do; ``options()`` turns it into the dict ``services.job_create`` takes."""
+"""The start form of a job and the form of an LLM connection. The job form's limits come from the typed options
+(``generation.config``), its provider choices from the registry, its connection choices from the project, and its checks
+are ``options_validate`` (against what a probe found the connection's endpoint does) and ``connection_problem``: the form
+only lays the fields out and puts each problem next to its field. ``job_kwargs()`` is what ``services.job_create``
+takes."""
 from django import forms
+from django.conf import settings
 
-from generation import prompts
-from generation.models import JobMode
-from generation.providers import OFFLINE, OPENAI, PROVIDER_CHOICES
+from generation import connections, prompts
+from generation.config import (
+    CONSISTENCY_CHOICES,
+    PRICE_DIGITS,
+    PRICE_PLACES,
+    RESPONSE_FORMAT_CHOICES,
+    FilterOptions,
+    JobConfigError,
+    JobOptions,
+    form_limits,
+    options_validate,
+)
+from generation.models import JobMode, LLMConnection
+from generation.providers import PROVIDERS, provider_choices
 
-FORMAT_CHOICES = [
-    ("json_schema", "JSON schema (structured output)"),
-    ("json_object", "JSON object (no schema)"),
-    ("none", "Plain text asking for JSON"),
-]
 STEP_CHOICES = [(1, "One step: draft"), (2, "Two steps: draft, then self-check of the label with a rationale")]
-CONSISTENCY_CHOICES = [("samples", "k samples in one request (n=k)"), ("variants", "k prompt variants")]
+OPTION_FIELDS = ("count", "labels", "samples_per_request", "requests_per_batch", "max_concurrency", "exemplars",
+                 "temperature", "steps", "balance_project", "response_format", "consistency", "consistency_k",
+                 "price_prompt_per_1k", "price_completion_per_1k")
+
+
+def _option(name, **kwargs):
+    return form_limits(JobOptions, name) | kwargs
+
+
+def _filter(name, **kwargs):
+    return form_limits(FilterOptions, name) | kwargs
 
 
 class JobStartForm(forms.Form):
     mode = forms.ChoiceField(choices=JobMode.choices, initial=JobMode.LABEL_CONDITIONED)
-    provider = forms.ChoiceField(choices=PROVIDER_CHOICES, initial=OFFLINE)
-    model_name = forms.CharField(max_length=200, required=False, help_text="For the LLM provider; empty: the default.")
-    count = forms.IntegerField(min_value=1, max_value=20000, initial=50,
-                               help_text="Samples to generate, or pool items to label.")
+    provider = forms.ChoiceField()
+    connection = forms.ChoiceField(required=False, label="LLM connection",
+                                   help_text="Where an LLM provider sends its requests (the Connections page lists "
+                                             "and tests them).")
+    model_name = forms.CharField(max_length=200, required=False,
+                                 help_text="For an LLM provider; empty: the connection's model.")
+    count = forms.IntegerField(**_option("count", help_text="Samples to generate, or pool items to label."))
     labels = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
                                        help_text="Target labels for generation; none ticked: all.")
-    samples_per_request = forms.IntegerField(min_value=1, max_value=50, initial=5)
-    requests_per_batch = forms.IntegerField(min_value=1, max_value=64, initial=16,
-                                            help_text="Progress and steering are updated after each batch.")
-    max_concurrency = forms.IntegerField(min_value=1, max_value=64, initial=8)
-    exemplars = forms.IntegerField(min_value=0, max_value=10, initial=3,
-                                   help_text="Accepted items of the target label shown in each prompt, rotated.")
-    temperature = forms.FloatField(min_value=0, max_value=2, initial=0.9)
+    samples_per_request = forms.IntegerField(**_option("samples_per_request"))
+    requests_per_batch = forms.IntegerField(**_option(
+        "requests_per_batch", help_text="Progress and steering are updated after each batch."))
+    max_concurrency = forms.IntegerField(**_option("max_concurrency"))
+    exemplars = forms.IntegerField(**_option(
+        "exemplars", help_text="Accepted items of the target label shown in each prompt, rotated."))
+    temperature = forms.FloatField(**_option("temperature"))
     steps = forms.TypedChoiceField(choices=STEP_CHOICES, coerce=int, initial=1)
     balance_project = forms.BooleanField(required=False, initial=True,
                                          label="Steer toward labels the project has fewest items of")
-    response_format = forms.ChoiceField(choices=FORMAT_CHOICES, initial="json_schema")
-    consistency = forms.ChoiceField(choices=CONSISTENCY_CHOICES, initial="samples",
+    response_format = forms.ChoiceField(choices=list(RESPONSE_FORMAT_CHOICES.items()), initial="auto")
+    consistency = forms.ChoiceField(choices=list(CONSISTENCY_CHOICES.items()), initial="samples",
                                     label="Confidence without logprobs")
-    consistency_k = forms.IntegerField(min_value=2, max_value=10, initial=5, label="k")
-    min_chars = forms.IntegerField(min_value=0, initial=10, label="Shortest text (characters)")
-    max_chars = forms.IntegerField(min_value=1, initial=2000, label="Longest text (characters)")
-    near_duplicate = forms.FloatField(min_value=0, max_value=1, initial=0.8,
-                                      label="Near-duplicate similarity (0 = off)")
-    leakage_words = forms.IntegerField(min_value=0, max_value=100, initial=8,
-                                       label="Leakage: words copied verbatim from an exemplar (0 = off)")
-    pii = forms.BooleanField(required=False, initial=True, label="Filter e-mail addresses, phone and card numbers")
-    price_prompt_per_1k = forms.DecimalField(required=False, min_value=0, max_digits=10, decimal_places=6,
-                                             label="Price per 1k prompt tokens (USD)")
-    price_completion_per_1k = forms.DecimalField(required=False, min_value=0, max_digits=10, decimal_places=6,
-                                                 label="Price per 1k completion tokens (USD)")
+    consistency_k = forms.IntegerField(**_option("consistency_k", label="k"))
+    min_chars = forms.IntegerField(**_filter("min_chars", label="Shortest text (characters)"))
+    max_chars = forms.IntegerField(**_filter("max_chars", label="Longest text (characters)"))
+    near_duplicate = forms.FloatField(**_filter("near_duplicate", label="Near-duplicate similarity (0 = off)"))
+    leakage_words = forms.IntegerField(**_filter(
+        "leakage_words", label="Leakage: words copied verbatim from an exemplar (0 = off)"))
+    pii = forms.BooleanField(required=False, initial=True,
+                             label="Filter e-mail addresses, IBANs, phone and card numbers")
+    price_prompt_per_1k = forms.DecimalField(**_option(
+        "price_prompt_per_1k", required=False, max_digits=PRICE_DIGITS, decimal_places=PRICE_PLACES,
+        label="Price per 1k prompt tokens (USD)"))
+    price_completion_per_1k = forms.DecimalField(**_option(
+        "price_completion_per_1k", required=False, max_digits=PRICE_DIGITS, decimal_places=PRICE_PLACES,
+        label="Price per 1k completion tokens (USD)"))
     template_system = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), label="System prompt template",
                                       initial=prompts.DEFAULT_TEMPLATES["system"])
     template_generate = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}), label="Generation template",
@@ -57,12 +83,12 @@ class JobStartForm(forms.Form):
                                      initial=prompts.DEFAULT_TEMPLATES["check"])
 
     FIELDSETS = (
-        ("What", ("mode", "provider", "model_name", "count", "labels")),
+        ("What", ("mode", "provider", "connection", "model_name", "count", "labels")),
         ("Prompting", ("samples_per_request", "exemplars", "temperature", "steps", "balance_project",
                        "response_format", "consistency", "consistency_k")),
         ("Throughput and cost", ("requests_per_batch", "max_concurrency", "price_prompt_per_1k",
                                  "price_completion_per_1k")),
-        ("Filters", ("min_chars", "max_chars", "near_duplicate", "leakage_words", "pii")),
+        ("Filters", tuple(FilterOptions.model_fields)),
     )
 
     def fieldsets(self):
@@ -71,45 +97,71 @@ class JobStartForm(forms.Form):
     def template_fields(self):
         return [self[f"template_{name}"] for name in prompts.TEMPLATE_NAMES]
 
-    def __init__(self, *args, label_names=(), **kwargs):
+    def __init__(self, *args, project, label_names=(), **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["provider"].choices = provider_choices()
+        # The deployment's preference (a system check refuses an unregistered name at start-up).
+        self.fields["provider"].initial = settings.LLM_PROVIDER
+        choices, initial = connections.connection_choices(project=project)
+        self.fields["connection"].choices = choices
+        self.fields["connection"].initial = initial
         self.fields["labels"].choices = [(name, name) for name in label_names]
+        self.project = project
+        self.options: JobOptions | None = None
+        self.llm_connection: LLMConnection | None = None
 
     def clean(self):
         data = super().clean()
-        for name in prompts.TEMPLATE_NAMES:
-            text = data.get(f"template_{name}")
-            if text:
-                try:
-                    prompts.validate_template(name, text)
-                except prompts.TemplateProblem as exc:
-                    self.add_error(f"template_{name}", str(exc))
-        if data.get("provider") == OFFLINE and data.get("steps") == 2:
-            self.add_error("steps", "The self-check needs an LLM; offline augmentation cannot check labels.")
-        if data.get("provider") == OFFLINE and data.get("mode") != JobMode.LABEL_POOL and not data.get("exemplars"):
-            self.add_error("exemplars", "Offline augmentation works from accepted seed examples; use at least 1.")
-        if data.get("min_chars") is not None and data.get("max_chars") is not None \
-                and data["min_chars"] >= data["max_chars"]:
-            self.add_error("max_chars", "Must be larger than the shortest text.")
+        options = {name: data[name] for name in OPTION_FIELDS if name in data}
+        options["filters"] = {name: data[name] for name in FilterOptions.model_fields if name in data}
+        options["templates"] = {name: data[f"template_{name}"] for name in prompts.TEMPLATE_NAMES
+                                if f"template_{name}" in data}
+        provider = PROVIDERS.get(data.get("provider", ""))
+        capabilities, endpoint_name = None, ""
+        if provider is not None and provider.capabilities.is_llm and "connection" in data:
+            chosen = data["connection"]
+            self.llm_connection = connections.connection_get(project=self.project, connection_id=int(chosen)) \
+                if chosen else None
+            problem = connections.connection_problem(connection=self.llm_connection)
+            if problem:
+                self.add_error("connection", problem)
+            endpoint = connections.endpoint_of(self.llm_connection)
+            capabilities, endpoint_name = connections.probed_capabilities(endpoint=endpoint)[0], endpoint.name
+        try:
+            self.options = options_validate(mode=data.get("mode", ""), provider=data.get("provider", ""),
+                                            options=options, capabilities=capabilities, endpoint_name=endpoint_name)
+        except JobConfigError as exc:
+            for path, message in exc.problems:
+                name = self._field_name(path)
+                # A field Django already refused was left out, so its default may have caused a second complaint.
+                if name is None or name not in self.errors:
+                    self.add_error(name, message)
         return data
 
-    def options(self) -> dict:
-        d = self.cleaned_data
-        keys = ("count", "labels", "samples_per_request", "requests_per_batch", "max_concurrency", "exemplars",
-                "temperature", "steps", "balance_project", "response_format", "consistency", "consistency_k",
-                "price_prompt_per_1k", "price_completion_per_1k")
-        options = {key: d[key] for key in keys}
-        options["filters"] = {key: d[key] for key in ("min_chars", "max_chars", "near_duplicate", "leakage_words",
-                                                      "pii")}
-        # Only templates that differ from the defaults are stored: the job page then shows what was customised.
-        options["templates"] = {
-            name: d[f"template_{name}"].replace("\r\n", "\n") for name in prompts.TEMPLATE_NAMES
-            if d.get(f"template_{name}") and d[f"template_{name}"].replace("\r\n", "\n")
-            != prompts.DEFAULT_TEMPLATES[name]
-        }
-        return options
+    def _field_name(self, path: str) -> str | None:
+        """The form field showing the option at ``path`` ("filters.min_chars" -> "min_chars"), None for the form."""
+        head, _, rest = path.partition(".")
+        name = {"filters": rest.partition(".")[0], "templates": f"template_{rest.partition('.')[0]}"}.get(head, head)
+        return name if name in self.fields else None
 
     def job_kwargs(self) -> dict:
         d = self.cleaned_data
-        return {"mode": d["mode"], "provider": d["provider"],
-                "model_name": d["model_name"] if d["provider"] == OPENAI else "", "options": self.options()}
+        return {"mode": d["mode"], "provider": d["provider"], "model_name": d["model_name"], "options": self.options,
+                "connection": self.llm_connection}
+
+
+class ConnectionForm(forms.Form):
+    """An LLM connection; ``connections.connection_save`` checks it and names the field of each problem."""
+
+    name = forms.CharField(max_length=100)
+    base_url = forms.CharField(max_length=500, label="Base URL",
+                               help_text="The server's OpenAI-compatible root, e.g. http://127.0.0.1:8080/v1.")
+    model = forms.CharField(max_length=200, help_text="As the server names it (GET /v1/models).")
+    key_variable = forms.CharField(
+        max_length=100, required=False, label="Key variable",
+        help_text="The NAME of the environment variable that holds the API key, never the key itself; one the "
+                  "operator allows (LLM_KEY_VARIABLES). Empty: the server needs no key.")
+    is_default = forms.BooleanField(required=False, label="The project's default for new jobs")
+
+    def save_kwargs(self) -> dict:
+        return dict(self.cleaned_data)

@@ -166,43 +166,42 @@ def check_messages(spec: TaskSpec, templates: dict[str, str], *, text: str, labe
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Response formats (json_schema where the endpoint supports it)
+# Response formats (the best the endpoint supports: see providers.RESPONSE_FORMATS)
 
 
-def _json_schema(name: str, schema: dict) -> dict:
-    return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
-
-
-def generation_format(*, labels: list[str], count: int, mode: str) -> dict | None:
+def _response_format(name: str, schema: dict, mode: str) -> dict | None:
+    """The ``response_format`` of ``mode`` (a name from ``providers.RESPONSE_FORMATS``) for ``schema``."""
     if mode == "none":
         return None
     if mode == "json_object":
         return {"type": "json_object"}
+    if mode == "json_object_schema":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
+
+
+def generation_format(*, labels: list[str], count: int, mode: str) -> dict | None:
     sample = {
         "type": "object",
         "properties": {"text": {"type": "string"}, "label": {"type": "string", "enum": labels}},
         "required": ["text", "label"],
         "additionalProperties": False,
     }
-    return _json_schema("Samples", {
+    return _response_format("Samples", {
         "type": "object",
         "properties": {"samples": {"type": "array", "items": sample, "minItems": count, "maxItems": count}},
         "required": ["samples"],
         "additionalProperties": False,
-    })
+    }, mode)
 
 
 def labelling_format(*, labels: list[str], multi_label: bool, mode: str, with_rationale: bool = False) -> dict | None:
-    if mode == "none":
-        return None
-    if mode == "json_object":
-        return {"type": "json_object"}
     if multi_label:
         properties: dict = {"labels": {"type": "array", "items": {"type": "string", "enum": labels}}}
     else:
         properties = {"label": {"type": "string", "enum": labels}}
     if with_rationale:
         properties["rationale"] = {"type": "string"}
-    return _json_schema("Verdict", {
+    return _response_format("Verdict", {
         "type": "object", "properties": properties, "required": list(properties), "additionalProperties": False,
-    })
+    }, mode)

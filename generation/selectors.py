@@ -3,6 +3,7 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
 from annotation.models import Item, Project, Status
+from generation.config import JobConfig, JobConfigError
 from generation.models import GenerationJob, JobEvent
 
 PAGE = 200
@@ -14,6 +15,14 @@ def jobs_for_project(*, project: Project) -> QuerySet[GenerationJob]:
 
 def job_get(*, project: Project, job_id: int) -> GenerationJob:
     return get_object_or_404(GenerationJob, pk=job_id, project=project)
+
+
+def job_settings(*, job: GenerationJob) -> list[tuple[str, str]]:
+    """The job's settings as (setting, value) rows; a stored configuration that cannot be read says so instead."""
+    try:
+        return JobConfig.load(job.config).summary()
+    except JobConfigError as exc:
+        return [("Settings", f"not readable ({exc})")]
 
 
 def job_items(*, job: GenerationJob, status: str | None = None, limit: int = PAGE) -> list[Item]:

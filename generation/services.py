@@ -14,35 +14,49 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import Exists, F, OuterRef, Q
-from django.db.models.functions import Coalesce
+from django.db.models import DecimalField, Exists, F, OuterRef, Q, Value
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
-from annotation.items.services import ServiceError, item_snapshot
+from annotation.items.services import ItemChange, ServiceError, items_change, items_log_created
 from annotation.models import (
     AttributeDimension,
     Item,
     Label,
     Project,
-    Review,
     ReviewAction,
     Source,
     Status,
 )
 from annotation.selection import selection_request_round
-from generation import engine, filters, prompts
-from generation.models import GenerationBatch, GenerationJob, JobEvent, JobMode, JobStatus, NearDuplicateKey
-from generation.providers import OFFLINE, Provider, ProviderConfigError, provider_for
+from generation import connections, engine, filters, outcomes, prompts
+from generation.config import JobConfig, JobConfigError, JobOptions, options_validate
+from generation.endpoints import OPENAI_HOST
+from generation.models import (
+    GenerationBatch,
+    GenerationJob,
+    JobEvent,
+    JobMode,
+    JobStatus,
+    LLMConnection,
+    NearDuplicateKey,
+)
+from generation.probe import capabilities_from
+from generation.providers import PROVIDERS, Provider, ProviderConfigError, provider_for, provider_spec
 
 MAX_CELLS = 2000
+# More values than this in one dimension cannot be covered evenly by a job of any sensible size.
+MAX_VALUES_PER_DIMENSION = 200
 MAX_POOL_ITEMS = 20000
 EXEMPLAR_POOL_PER_LABEL = 200
 MALFORMED_EVENTS_PER_BATCH = 5
+# The latest error events read for the examples an outcome sentence quotes.
+FAILURE_EXAMPLE_EVENTS = 200
 LABELLABLE = (Status.PROPOSED, Status.NEEDS_REVIEW)
 _IN_CHUNK = 500  # parameters per IN (...) query; SQLite builds may cap a statement at 999
 
@@ -51,14 +65,13 @@ _IN_CHUNK = 500  # parameters per IN (...) query; SQLite builds may cap a statem
 # Creating a job
 
 
-def task_spec(*, project: Project) -> dict:
+def task_spec(*, project: Project) -> prompts.TaskSpec:
     labels = Label.objects.filter(project=project).order_by("order", "id")
-    return {
-        "task": project.description,
-        "multi_label": project.multi_label,
-        "labels": [{"name": l.name, "description": l.description, "words": list(l.label_words or [])}
-                   for l in labels],
-    }
+    return prompts.TaskSpec(
+        task=project.description,
+        multi_label=project.multi_label,
+        labels=tuple(prompts.LabelInfo(l.name, l.description, tuple(l.label_words or [])) for l in labels),
+    )
 
 
 def project_label_counts(*, project: Project) -> dict[str, int]:
@@ -85,78 +98,71 @@ def labelling_pool(*, project: Project, limit: int) -> list[int]:
     return ids
 
 
-def job_config(*, project: Project, mode: str, provider: str, options: dict) -> tuple[dict, int]:
-    """The job's full, frozen configuration and its requested count; raises ServiceError naming the problem."""
+def attribute_values(*, project: Project, labels: list[str]) -> dict[str, tuple[str, ...]]:
+    """The project's attribute dimensions with values, refused before their cross-product with the labels is built
+    if a dimension has too many values or the product too many cells."""
+    dims = {d.name: d.values for d in AttributeDimension.objects.filter(project=project).order_by("order", "id")
+            if d.values}
+    if not dims:
+        raise ServiceError("Attribute-conditioned generation needs at least one attribute dimension with values.")
+    too_many = [f"Attribute dimension '{name}' has {len(values):,} values; at most {MAX_VALUES_PER_DIMENSION} can be "
+                f"used in a job." for name, values in dims.items() if len(values) > MAX_VALUES_PER_DIMENSION]
+    if too_many:
+        raise ServiceError(" ".join(too_many))
+    cells = engine.cell_count(labels, dims)
+    if cells > MAX_CELLS:
+        sizes = " x ".join(str(len(values)) for values in dims.values())
+        raise ServiceError(f"The label x attribute cross-product is too large: {len(labels)} labels x {sizes} values "
+                           f"= {cells:,} cells; the limit is {MAX_CELLS:,}.")
+    return {name: tuple(str(v) for v in values) for name, values in dims.items()}
+
+
+def job_config(*, project: Project, mode: str, provider: str, options: JobOptions | Mapping,
+               connection: LLMConnection | None = None) -> tuple[JobConfig, int]:
+    """The job's full, frozen configuration and its requested count; raises ServiceError naming the problem. Options
+    are checked against what a probe found the connection's endpoint does, when it has been probed."""
+    llm = provider_spec(provider).capabilities.is_llm if provider in PROVIDERS else False
+    endpoint = connections.endpoint_of(connection)
+    probed = connections.probed_capabilities(endpoint=endpoint)[0] if llm else None
+    chosen = options_validate(mode=mode, provider=provider, options=options, capabilities=probed,
+                              endpoint_name=endpoint.name)
     spec = task_spec(project=project)
-    all_labels = [l["name"] for l in spec["labels"]]
-    if not all_labels:
+    if not spec.labels:
         raise ServiceError("The project has no labels yet; add labels before generating.")
-    labels = [l for l in options.get("labels") or all_labels if l in all_labels]
+    labels = [name for name in chosen.labels or spec.label_names if name in spec.label_names]
     if not labels:
         raise ServiceError("Choose at least one of the project's labels.")
-    for name, text in (options.get("templates") or {}).items():
-        try:
-            prompts.validate_template(name, text)
-        except prompts.TemplateProblem as exc:
-            raise ServiceError(str(exc)) from None
-    if provider == OFFLINE and options.get("steps", 1) > 1:
-        raise ServiceError("The self-check step needs an LLM; offline augmentation cannot check labels.")
-    config = {
-        "spec": spec,
-        "labels": labels,
-        "attributes": {},
-        "samples_per_request": int(options.get("samples_per_request", 5)),
-        "requests_per_batch": int(options.get("requests_per_batch", 16)),
-        "exemplars": int(options.get("exemplars", 3)),
-        "temperature": options.get("temperature", 0.9),
-        "steps": int(options.get("steps", 1)),
-        "balance_project": bool(options.get("balance_project", True)),
-        "response_format": options.get("response_format", "json_schema"),
-        "parse_retries": int(options.get("parse_retries", 2)),
-        "consistency": options.get("consistency", "samples"),
-        "consistency_k": int(options.get("consistency_k", 5)),
-        "max_concurrency": int(options.get("max_concurrency", 8)),
-        "filters": dict(options.get("filters") or {}),
-        "templates": dict(options.get("templates") or {}),
-        "price_prompt_per_1k": str(options.get("price_prompt_per_1k") or ""),
-        "price_completion_per_1k": str(options.get("price_completion_per_1k") or ""),
-    }
+    read = {"spec": spec, "labels": labels, "connection": connections.connection_ref(connection) if llm else None}
     if mode == JobMode.LABEL_POOL:
-        if spec["multi_label"] is False and config["consistency_k"] < 2:
-            config["consistency_k"] = 2
-        config["item_ids"] = labelling_pool(project=project, limit=min(int(options["count"]), MAX_POOL_ITEMS))
-        if not config["item_ids"]:
+        read["item_ids"] = labelling_pool(project=project, limit=min(chosen.count, MAX_POOL_ITEMS))
+        if not read["item_ids"]:
             raise ServiceError("No pool items wait for a label (pending items with no proposed label).")
-        return config, len(config["item_ids"])
-    if mode == JobMode.ATTRIBUTE_CONDITIONED:
-        dims = AttributeDimension.objects.filter(project=project).order_by("order", "id")
-        config["attributes"] = {d.name: [str(v) for v in d.values] for d in dims if d.values}
-        if not config["attributes"]:
-            raise ServiceError("Attribute-conditioned generation needs at least one attribute dimension with values.")
-        cells = len(engine.all_cells(config))
-        if cells > MAX_CELLS:
-            raise ServiceError(f"The label x attribute cross-product has {cells} cells; the limit is {MAX_CELLS}.")
-    config["baseline"] = project_label_counts(project=project) if config["balance_project"] else {}
-    if provider == OFFLINE and config["exemplars"] < 1:
-        config["exemplars"] = 3  # offline augmentation works from seeds, which are the exemplars
-    return config, int(options["count"])
+        requested = len(read["item_ids"])
+    else:
+        if mode == JobMode.ATTRIBUTE_CONDITIONED:
+            read["attributes"] = attribute_values(project=project, labels=labels)
+        read["baseline"] = project_label_counts(project=project) if chosen.balance_project else {}
+        requested = chosen.count
+    return JobConfig(**chosen.model_dump(exclude={"count", "labels"}), **read), requested
 
 
-def job_create(*, project: Project, user, mode: str, provider: str, model_name: str = "", options: dict,
-               enqueue: bool = True, run_now: bool = False) -> GenerationJob:
-    """Create a job from validated form data and queue it once the transaction commits; ``run_now`` runs it in
-    this process instead (the demo's offline labelling, management commands). This is the one function other apps
-    call."""
+def job_create(*, project: Project, user, mode: str, provider: str, model_name: str = "",
+               options: JobOptions | Mapping, connection: LLMConnection | None = None, enqueue: bool = True,
+               run_now: bool = False) -> GenerationJob:
+    """Create a job from the lead's options (``JobOptions``, or a mapping of its fields) on ``connection`` (None: the
+    deployment's default) and queue it once the transaction commits; ``run_now`` runs it in this process instead (the
+    demo's offline labelling, management commands). This is the one function other apps call."""
     from generation import tasks  # tasks imports this module
 
-    if mode not in JobMode.values:
-        raise ServiceError(f"Unknown mode '{mode}'.")
-    config, requested = job_config(project=project, mode=mode, provider=provider, options=options)
-    size = engine.batch_size(config, mode == JobMode.LABEL_POOL)
+    config, requested = job_config(project=project, mode=mode, provider=provider, options=options,
+                                   connection=connection)
+    size = engine.batch_size(config, labelling=mode == JobMode.LABEL_POOL)
+    spec = provider_spec(provider)
     with transaction.atomic():
         job = GenerationJob.objects.create(
             project=project, created_by=user, mode=mode, provider=provider,
-            model_name="" if provider == OFFLINE else model_name or settings.OPENAI_MODEL, config=config,
+            connection=connection if spec.capabilities.is_llm else None,
+            model_name=spec.job_model(model_name, connections.endpoint_of(connection)), config=config.dump(),
             requested=requested,
             batches_total=math.ceil(requested / size),
         )
@@ -168,20 +174,21 @@ def job_create(*, project: Project, user, mode: str, provider: str, model_name: 
     return job
 
 
-def job_preview(*, project: Project, mode: str, provider: str, options: dict, model_name: str = "") -> list[dict]:
-    """The exact messages of the job's first request (for labelling: the first pool item); the model name does not
-    change them."""
-    config, _ = job_config(project=project, mode=mode, provider=provider, options=options)
-    spec = engine.spec_from_config(config)
-    templates = prompts.templates_with_defaults(config.get("templates"))
+def job_preview(*, project: Project, mode: str, provider: str, options: JobOptions | Mapping,
+                model_name: str = "", connection: LLMConnection | None = None) -> list[dict]:
+    """The exact messages of the job's first request (for labelling: the first pool item); the model name and the
+    connection do not change them."""
+    config, requested = job_config(project=project, mode=mode, provider=provider, options=options,
+                                   connection=connection)
+    templates = prompts.templates_with_defaults(config.templates)
     if mode == JobMode.LABEL_POOL:
-        text = Item.objects.filter(pk=config["item_ids"][0]).values_list("text", flat=True).first() or ""
-        return prompts.labelling_messages(spec, templates, text=text)
-    plan = engine.plan_generation_batch(config=config, batch_index=0, requested=options["count"],
+        text = Item.objects.filter(pk=config.item_ids[0]).values_list("text", flat=True).first() or ""
+        return prompts.labelling_messages(config.spec, templates, text=text)
+    plan = engine.plan_generation_batch(config=config, batch_index=0, requested=requested,
                                         produced_by_cell={}, avoid_by_cell={},
-                                        exemplar_pool=exemplar_pool(project=project, labels=config["labels"]))[0]
-    return prompts.generation_messages(spec, templates, label=plan.target, count=plan.k, attributes=plan.attributes,
-                                       exemplars=plan.exemplar_texts)
+                                        exemplar_pool=exemplar_pool(project=project, labels=config.labels))[0]
+    return prompts.generation_messages(config.spec, templates, label=plan.target, count=plan.k,
+                                       attributes=plan.attributes, exemplars=plan.exemplar_texts)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -221,43 +228,98 @@ def job_run(*, job_id: int, token: str, provider: Provider | None = None) -> Gen
     job = GenerationJob.objects.select_related("project").get(pk=job_id)
     _event(job, "claimed", f"running on {token}")
     try:
-        provider = provider or provider_for(name=job.provider, model=job.model_name,
-                                            max_concurrency=job.config.get("max_concurrency"))
-    except ProviderConfigError as exc:
+        config = JobConfig.load(job.config)
+        provider = provider or _job_provider(job=job, config=config)
+    except (JobConfigError, ProviderConfigError) as exc:
         return _finish(job, JobStatus.FAILED, str(exc))
+    # "auto" becomes the best format the endpoint supports; the provider still steps down if the server refuses it.
+    config = config.model_copy(update={"response_format": engine.response_mode(config, provider.capabilities)})
+    _record_endpoint(job=job, config=config, provider=provider)
     near_dup_index_sync(project=job.project)
-    pool = None
-    if job.mode != JobMode.LABEL_POOL:
-        pool = exemplar_pool(project=job.project, labels=job.config["labels"])
     try:
         if job.mode == JobMode.LABEL_POOL:
-            finished = _run_labelling_batches(job=job, provider=provider)
+            finished = _run_labelling_batches(job=job, config=config, provider=provider)
         else:
-            finished = _run_generation_batches(job=job, provider=provider, exemplars=pool)
-        if not finished:
-            return _finish(job, JobStatus.CANCELLED, "cancelled between batches")
+            finished = _run_generation_batches(job=job, config=config, provider=provider,
+                                               exemplars=exemplar_pool(project=job.project, labels=config.labels))
     except (OperationalError, InterfaceError):
         raise  # the database is away: the task retries and resumes at the first batch not yet stored
     except Exception as exc:
         # Bad model output never gets here (it is counted); this is a bug or an outage, so it must be visible.
-        _finish(job, JobStatus.FAILED, f"{type(exc).__name__}: {exc}"[:500])
+        _finish(job, JobStatus.FAILED, f"{type(exc).__name__}: {exc}"[:500], provider=provider)
         raise
-    return _finish(job, JobStatus.SUCCEEDED, "all batches done")
+    failed, sentence = _job_outcome(job)
+    if not finished:
+        return _finish(job, JobStatus.CANCELLED, f"Cancelled between batches. {sentence}", provider=provider)
+    return _finish(job, JobStatus.FAILED if failed else JobStatus.SUCCEEDED, sentence, provider=provider)
+
+
+def _job_provider(*, job: GenerationJob, config: JobConfig) -> Provider:
+    """The provider for the job's endpoint, with what a probe found the endpoint does. A project connection that was
+    never probed is probed first; one whose probe could not reach it fails the job with the probe's reason."""
+    spec = provider_spec(job.provider)
+    if not spec.capabilities.is_llm:
+        return provider_for(name=job.provider)
+    endpoint = connections.job_endpoint(config.connection)
+    capabilities, probe = connections.probed_capabilities(endpoint=endpoint)
+    if probe is None or not probe.profile:
+        if endpoint.connection_id is not None:
+            _event(job, "probe", f"Testing {endpoint.name} ({endpoint.describe()}) first: it was never probed.")
+            probe = connections.probe_run(endpoint=endpoint)
+            capabilities = capabilities_from(probe.profile) if probe else None
+    if probe is not None and probe.profile and not probe.profile.get("reachable"):
+        raise ProviderConfigError(f"{endpoint.name}: {probe.profile.get('error')}")
+    return provider_for(name=job.provider, endpoint=endpoint, model=job.model_name,
+                        max_concurrency=config.max_concurrency, capabilities=capabilities)
+
+
+def _record_endpoint(*, job: GenerationJob, config: JobConfig, provider: Provider) -> None:
+    """What the job asks of its endpoint, for its page: the format, the cap field, n, logprobs and concurrency."""
+    caps = provider.capabilities
+    if not caps.is_llm:
+        return
+    endpoint = connections.job_endpoint(config.connection)
+    capabilities, probe = connections.probed_capabilities(endpoint=endpoint)
+    record = {"connection": endpoint.name, "url": endpoint.base_url or OPENAI_HOST, "model": provider.model,
+              "probed": probe.finished_at.isoformat() if capabilities and probe and probe.finished_at else "",
+              "format": config.response_format, "cap_field": caps.token_cap_field or "", "n": caps.n,
+              "logprobs": caps.logprobs, "concurrency": provider.max_concurrency, "adaptations": []}
+    GenerationJob.objects.filter(pk=job.pk).update(endpoint=record)
+
+
+def _failure_examples(job: GenerationJob) -> dict[str, dict]:
+    """One example (status, message, refused parameter) of each failure kind, from the job's latest errors."""
+    examples: dict[str, dict] = {}
+    rows = (JobEvent.objects.filter(job=job, kind__in=("error", "malformed")).order_by("-id")
+            .values_list("kind", "data")[:FAILURE_EXAMPLE_EVENTS])
+    for kind, data in rows:
+        if kind == "malformed":
+            examples.setdefault("malformed", {"message": data.get("detail", "")})
+        for error in data.get("errors", ()):
+            examples.setdefault(error.get("kind", ""), error)
+    return examples
+
+
+def _job_outcome(job: GenerationJob) -> tuple[bool, str]:
+    job.refresh_from_db()
+    return outcomes.job_outcome(labelling=job.mode == JobMode.LABEL_POOL, requested=job.requested,
+                                produced=job.produced, filtered=job.filtered, failed_by_reason=job.failed_by_reason,
+                                examples=_failure_examples(job))
 
 
 def _cancel_requested(job: GenerationJob) -> bool:
     return GenerationJob.objects.filter(pk=job.pk, cancel_requested=True).exists()
 
 
-def _run_labelling_batches(*, job: GenerationJob, provider: Provider) -> bool:
+def _run_labelling_batches(*, job: GenerationJob, config: JobConfig, provider: Provider) -> bool:
     for index in range(job.batches_total):
         if _cancel_requested(job):
             return False
-        job_run_batch(job=job, index=index, provider=provider)
+        _run_batch(job=job, config=config, index=index, provider=provider)
     return True
 
 
-def _run_generation_batches(*, job: GenerationJob, provider: Provider,
+def _run_generation_batches(*, job: GenerationJob, config: JobConfig, provider: Provider,
                             exemplars: dict[str, list[tuple[int, str]]]) -> bool:
     """Send each batch while the previous one is filtered and stored, so the provider never waits for the database.
 
@@ -274,26 +336,33 @@ def _run_generation_batches(*, job: GenerationJob, provider: Provider,
             if _cancel_requested(job):
                 cancelled = True
                 break
-            plans = _plan_generation(job=job, index=index, exemplars=exemplars,
+            plans = _plan_generation(job=job, config=config, index=index, exemplars=exemplars,
                                      pending=in_flight[1] if in_flight else ())
             previous = in_flight
             previous_outcomes = previous[2].result() if previous else None
-            in_flight = (index, plans, ahead.submit(engine.run_generation, provider=provider, config=job.config,
+            in_flight = (index, plans, ahead.submit(engine.run_generation, provider=provider, config=config,
                                                     plans=plans, seed_key=f"job{job.id}:b{index}"))
             if previous:
-                _store_generation(job=job, index=previous[0], provider=provider, plans=previous[1],
+                _store_generation(job=job, config=config, index=previous[0], provider=provider, plans=previous[1],
                                   outcomes=previous_outcomes)
         if in_flight:
-            _store_generation(job=job, index=in_flight[0], provider=provider, plans=in_flight[1],
+            _store_generation(job=job, config=config, index=in_flight[0], provider=provider, plans=in_flight[1],
                               outcomes=in_flight[2].result())
     return not cancelled
 
 
-def _finish(job: GenerationJob, status: str, message: str) -> GenerationJob:
-    finished = GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-        status=status, finished_at=timezone.now()
-    )
+def _finish(job: GenerationJob, status: str, message: str, provider: Provider | None = None) -> GenerationJob:
+    """End a running job with ``message`` as its one-sentence outcome; what the provider had to adapt to on the way
+    is added to the job's endpoint record and log."""
+    changes = {"status": status, "finished_at": timezone.now(), "outcome": message[:1000]}
+    adaptations = list(provider.adaptations) if provider is not None else []
+    if adaptations:
+        record = GenerationJob.objects.filter(pk=job.pk).values_list("endpoint", flat=True).first() or {}
+        changes["endpoint"] = {**record, "adaptations": adaptations}
+    finished = GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(**changes)
     job.refresh_from_db()
+    if finished:
+        JobEvent.objects.bulk_create([JobEvent(job=job, kind="adapted", message=a[:2000]) for a in adaptations])
     _event(job, status, message, {"produced": job.produced, "filtered": job.filtered, "failed": job.failed,
                                   "requested": job.requested})
     if finished and job.produced:
@@ -303,17 +372,19 @@ def _finish(job: GenerationJob, status: str, message: str) -> GenerationJob:
     return job
 
 
-def job_run_batch(*, job: GenerationJob, index: int, provider: Provider,
-                  exemplars: dict[str, list[tuple[int, str]]] | None = None) -> dict:
+def job_run_batch(*, job: GenerationJob, index: int, provider: Provider) -> dict:
     """Run batch ``index`` and store it; running it again returns the stored outcome and changes nothing."""
+    return _run_batch(job=job, config=JobConfig.load(job.config), index=index, provider=provider)
+
+
+def _run_batch(*, job: GenerationJob, config: JobConfig, index: int, provider: Provider) -> dict:
     stored = GenerationBatch.objects.filter(job=job, index=index, done=True).values_list("outcome", flat=True).first()
     if stored is not None:
         return stored
     if job.mode == JobMode.LABEL_POOL:
-        return _label_batch(job=job, index=index, provider=provider)
-    return _generation_batch(job=job, index=index, provider=provider,
-                             exemplars=exemplars if exemplars is not None
-                             else exemplar_pool(project=job.project, labels=job.config["labels"]))
+        return _label_batch(job=job, config=config, index=index, provider=provider)
+    return _generation_batch(job=job, config=config, index=index, provider=provider,
+                             exemplars=exemplar_pool(project=job.project, labels=config.labels))
 
 
 def exemplar_pool(*, project: Project, labels: list[str]) -> dict[str, list[tuple[int, str]]]:
@@ -388,48 +459,46 @@ def near_dup_index_sync(*, project: Project) -> int:
     return count
 
 
-def _cost(job: GenerationJob, prompt_tokens: int, completion_tokens: int) -> Decimal | None:
-    prompt_price = job.config.get("price_prompt_per_1k") or ""
-    completion_price = job.config.get("price_completion_per_1k") or ""
-    if not prompt_price and not completion_price:
+def _cost(config: JobConfig, prompt_tokens: int, completion_tokens: int) -> Decimal | None:
+    if config.price_prompt_per_1k is None and config.price_completion_per_1k is None:
         return None
-    return (Decimal(prompt_tokens) * Decimal(prompt_price or "0")
-            + Decimal(completion_tokens) * Decimal(completion_price or "0")) / 1000
+    return (prompt_tokens * (config.price_prompt_per_1k or Decimal(0))
+            + completion_tokens * (config.price_completion_per_1k or Decimal(0))) / 1000
 
 
-def _plan_generation(*, job: GenerationJob, index: int, exemplars: dict[str, list[tuple[int, str]]],
+def _plan_generation(*, job: GenerationJob, config: JobConfig, index: int,
+                     exemplars: dict[str, list[tuple[int, str]]],
                      pending: list[engine.RequestPlan] = ()) -> list[engine.RequestPlan]:
     """Plan batch ``index`` from what earlier batches stored, counting a batch still on the network (``pending``)
     as if it had delivered what it asked for, so overlapping batches do not all chase the same cells."""
     produced_by_cell, avoid_by_cell = _earlier_outcomes(job, index)
     for plan in pending:
         produced_by_cell[plan.cell] = produced_by_cell.get(plan.cell, 0) + plan.k
-    return engine.plan_generation_batch(config=job.config, batch_index=index, requested=job.requested,
+    return engine.plan_generation_batch(config=config, batch_index=index, requested=job.requested,
                                         produced_by_cell=produced_by_cell, avoid_by_cell=avoid_by_cell,
                                         exemplar_pool=exemplars)
 
 
-def _generation_batch(*, job: GenerationJob, index: int, provider: Provider,
+def _generation_batch(*, job: GenerationJob, config: JobConfig, index: int, provider: Provider,
                       exemplars: dict[str, list[tuple[int, str]]]) -> dict:
-    plans = _plan_generation(job=job, index=index, exemplars=exemplars)
-    outcomes = engine.run_generation(provider=provider, config=job.config, plans=plans,
+    plans = _plan_generation(job=job, config=config, index=index, exemplars=exemplars)
+    outcomes = engine.run_generation(provider=provider, config=config, plans=plans,
                                      seed_key=f"job{job.id}:b{index}")
-    return _store_generation(job=job, index=index, provider=provider, plans=plans, outcomes=outcomes)
+    return _store_generation(job=job, config=config, index=index, provider=provider, plans=plans, outcomes=outcomes)
 
 
-def _store_generation(*, job: GenerationJob, index: int, provider: Provider, plans: list[engine.RequestPlan],
-                      outcomes: list[engine.RequestOutcome]) -> dict:
-    config = job.config
+def _store_generation(*, job: GenerationJob, config: JobConfig, index: int, provider: Provider,
+                      plans: list[engine.RequestPlan], outcomes: list[engine.RequestOutcome]) -> dict:
     samples = [s for o in outcomes for s in o.samples]
     candidates = [filters.Candidate(text=s.text, exemplars=s.plan.exemplar_texts) for s in samples]
-    filters.apply_filters(candidates, settings=filters.FilterSettings.from_config(config.get("filters")),
+    filters.apply_filters(candidates, settings=filters.FilterSettings.from_config(config.filters.model_dump()),
                           index=_ProjectIndex(job.project_id))
     tally = engine.Tally()
     failed: Counter[str] = Counter()
     for o in outcomes:
         tally.merge(o.tally)
         failed.update(o.failed)
-    source = Source.LLM if provider.is_llm else Source.AUGMENT
+    source = Source.LLM if provider.capabilities.is_llm else Source.AUGMENT
     items = []
     for sample, candidate in zip(samples, candidates):
         items.append(Item(
@@ -462,14 +531,15 @@ def _store_generation(*, job: GenerationJob, index: int, provider: Provider, pla
         "cells": dict(cells),
         "avoid": avoid,
     }
-    return _store_batch(job=job, index=index, outcome=outcome, tally=tally, items=items, candidates=candidates)
+    return _store_batch(job=job, config=config, index=index, outcome=outcome, tally=tally, items=items,
+                        candidates=candidates)
 
 
-def _store_batch(*, job: GenerationJob, index: int, outcome: dict, tally: engine.Tally, items: list[Item],
-                 candidates: list[filters.Candidate] = (), label_updates: list[dict] = ()) -> dict:
+def _store_batch(*, job: GenerationJob, config: JobConfig, index: int, outcome: dict, tally: engine.Tally,
+                 items: list[Item], candidates: list[filters.Candidate] = (), label_updates: list[dict] = ()) -> dict:
     outcome.update({"malformed": len(tally.malformed), "requests": tally.requests, "retries": tally.retries,
                     "prompt_tokens": tally.prompt_tokens, "completion_tokens": tally.completion_tokens})
-    cost = _cost(job, tally.prompt_tokens, tally.completion_tokens)
+    cost = _cost(config, tally.prompt_tokens, tally.completion_tokens)
     try:
         with transaction.atomic():
             batch, _ = GenerationBatch.objects.select_for_update().get_or_create(job=job, index=index)
@@ -491,7 +561,8 @@ def _store_batch(*, job: GenerationJob, index: int, outcome: dict, tally: engine
                 failed_by_reason=dict(Counter(row.failed_by_reason) + Counter(outcome["failed_by_reason"])),
             )
             if cost is not None:
-                changes["cost_usd"] = Coalesce(F("cost_usd"), Decimal(0)) + cost
+                cap = Value(GenerationJob.COST_CAP, output_field=DecimalField())
+                changes["cost_usd"] = Least(Coalesce(F("cost_usd"), Decimal(0)) + cost, cap)
             GenerationJob.objects.filter(pk=job.pk).update(**changes)
             _batch_events(job, index, outcome, tally)
             batch.done = True
@@ -512,15 +583,14 @@ def _store_items(*, job: GenerationJob, items: list[Item], candidates) -> None:
         return
     Item.objects.bulk_create(items)
     keys = []
-    reviews = []
+    filtered = []
     for item, candidate in zip(items, candidates):
         if item.status == Status.FILTERED:
-            # Born filtered: the audit log says why, like any other status decision.
-            reviews.append(Review(item=item, project_id=item.project_id, action=ReviewAction.FILTER, before={},
-                                  after=item_snapshot(item), reason=candidate.reason[:32], note=candidate.detail))
+            filtered.append((item, candidate.reason, candidate.detail))
         else:
             keys += [NearDuplicateKey(project_id=item.project_id, item_id=item.pk, band=b) for b in candidate.bands]
-    Review.objects.bulk_create(reviews)
+    # Born filtered: the audit log says why, like any other status decision.
+    items_log_created(action=ReviewAction.FILTER, entries=filtered)
     NearDuplicateKey.objects.bulk_create(keys, ignore_conflicts=True)
 
 
@@ -542,11 +612,11 @@ def _batch_events(job: GenerationJob, index: int, outcome: dict, tally: engine.T
 # Labelling a pool
 
 
-def _label_batch(*, job: GenerationJob, index: int, provider: Provider) -> dict:
-    size = job.config["requests_per_batch"]
-    ids = job.config["item_ids"][index * size:(index + 1) * size]
+def _label_batch(*, job: GenerationJob, config: JobConfig, index: int, provider: Provider) -> dict:
+    size = config.requests_per_batch
+    ids = config.item_ids[index * size:(index + 1) * size]
     texts = dict(Item.objects.filter(pk__in=ids, status__in=LABELLABLE).values_list("id", "text"))
-    outcomes = engine.run_labelling(provider=provider, config=job.config,
+    outcomes = engine.run_labelling(provider=provider, config=config,
                                     items=[(pk, texts[pk]) for pk in ids if pk in texts])
     tally = engine.Tally()
     failed: Counter[str] = Counter({"no_longer_pending": len(ids) - len(texts)} if len(ids) > len(texts) else {})
@@ -561,23 +631,29 @@ def _label_batch(*, job: GenerationJob, index: int, provider: Provider) -> dict:
             failed[o.failure or "abstained"] += 1
     outcome = {"requested": len(ids), "produced": 0, "filtered": 0, "failed": sum(failed.values()),
                "parsed": len(updates), "filtered_by_reason": {}, "failed_by_reason": dict(failed)}
-    return _store_batch(job=job, index=index, outcome=outcome, tally=tally, items=[], label_updates=updates)
+    return _store_batch(job=job, config=config, index=index, outcome=outcome, tally=tally, items=[],
+                        label_updates=updates)
 
 
 def _apply_label_updates(*, job: GenerationJob, index: int, outcome: dict, updates: list[dict]) -> dict:
-    """Write proposed labels onto pool items still pending; an item decided meanwhile is left alone and counted."""
-    provenance = dict(Item.objects.filter(pk__in=[u["item_id"] for u in updates]).values_list("id", "provenance"))
-    labelled, skipped = [], 0
-    for u in updates:
-        merged = {**(provenance.get(u["item_id"]) or {}), "labelling": u["provenance"]}
-        changed = Item.objects.filter(pk=u["item_id"], status__in=LABELLABLE).update(
-            proposed_labels=u["labels"], llm_confidence=u["confidence"], llm_votes=u["votes"], provenance=merged,
-            version=F("version") + 1, updated_at=timezone.now(),
-        )
-        if changed:
-            labelled.append({"item": u["item_id"], "labels": u["labels"], "confidence": u["confidence"]})
-        else:
-            skipped += 1
+    """Write proposed labels onto pool items still pending, each with an ``llm_label`` Review row; an item decided
+    meanwhile is left alone and counted."""
+    by_item = {u["item_id"]: u for u in updates}
+
+    def label(item: Item) -> ItemChange | None:
+        if item.status not in LABELLABLE:
+            return None
+        u = by_item[item.pk]
+        return ItemChange(action=ReviewAction.LLM_LABEL, proposed_labels=u["labels"],
+                          note=f"labelling job {job.id}, batch {index + 1}",
+                          fields={"llm_confidence": u["confidence"], "llm_votes": u["votes"],
+                                  "provenance": {**(item.provenance or {}), "labelling": u["provenance"]}})
+
+    changed = {item.pk for item in items_change(project_id=job.project_id, item_ids=by_item, decide=label,
+                                                read=("provenance",))}
+    labelled = [{"item": u["item_id"], "labels": u["labels"], "confidence": u["confidence"]}
+                for u in updates if u["item_id"] in changed]
+    skipped = len(updates) - len(labelled)
     failed_by_reason = dict(outcome["failed_by_reason"])
     if skipped:
         failed_by_reason["no_longer_pending"] = failed_by_reason.get("no_longer_pending", 0) + skipped

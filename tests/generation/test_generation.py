@@ -8,15 +8,7 @@ from annotation.models import AttributeDimension, Item, Label, Review, Source, S
 from generation import services
 from generation.models import GenerationBatch, GenerationJob, JobEvent, JobMode, JobStatus, NearDuplicateKey
 from tests.support.factories import make_item
-
-TEXTS = {
-    "positive": ["A wonderful film with a brilliant cast and a moving story.",
-                 "I loved every minute; the music was superb and the ending delightful.",
-                 "Great fun from start to finish, I would recommend it to anyone."],
-    "negative": ["A boring, dull mess with the worst dialogue of the year.",
-                 "I hated the plot and the acting was terrible throughout.",
-                 "A disappointing waste of two hours; the pacing was awful."],
-}
+from tests.support.jobs import TEXTS, start
 
 
 @pytest.fixture
@@ -35,17 +27,6 @@ def seeded(project, lead):
             make_item(project, text, status=Status.ACCEPTED, proposed=(), final_labels=[label],
                       source=Source.IMPORTED)
     return project
-
-
-def start(project, lead, *, mode=JobMode.LABEL_CONDITIONED, provider="openai", run=True, **options):
-    options = {"count": 20, "samples_per_request": 5, "requests_per_batch": 2, "exemplars": 2,
-               "temperature": 0.9, "max_concurrency": 4, **options}
-    job = services.job_create(project=project, user=lead, mode=mode, provider=provider, options=options,
-                              enqueue=False)
-    if run:
-        services.job_run(job_id=job.id, token="test-worker")
-        job.refresh_from_db()
-    return job
 
 
 def job_items(job):
@@ -185,7 +166,7 @@ def test_steering_goes_to_the_under_covered_label(seeded, lead, llm):
 
 def test_offline_augmentation_generates_from_accepted_seeds(seeded, lead):
     job = start(seeded, lead, provider="offline", count=12, samples_per_request=2, requests_per_batch=3,
-                leakage_words=0)
+                filters={"leakage_words": 0})
     items = job_items(job)
     assert job.status == JobStatus.SUCCEEDED and job.produced + job.filtered + job.failed == 12
     assert {i.source for i in items} == {Source.AUGMENT}
@@ -197,7 +178,10 @@ def test_offline_augmentation_generates_from_accepted_seeds(seeded, lead):
 def test_offline_generation_without_seeds_fails_every_sample_with_a_reason(project, lead):
     job = start(project, lead, provider="offline", count=4, samples_per_request=2)
     assert job.failed == 4 and job.failed_by_reason == {"no_seeds": 4}
-    assert job.status == JobStatus.SUCCEEDED
+    # Nothing stored and every sample failed: the job failed, and says why in one sentence.
+    assert job.status == JobStatus.FAILED
+    assert job.outcome == ("There are no accepted seed examples of the target label to augment: 4 of 4 samples "
+                           "failed.")
 
 
 def pool(project, n=6):

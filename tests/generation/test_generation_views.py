@@ -1,16 +1,16 @@
 """Generation pages: permissions, HTMX and plain requests, live progress that stops, escaping of model output, and a
 real Celery worker running a job end to end."""
-import time
+import tracemalloc
 
 import pytest
 from django.urls import reverse
 
-from annotation.models import Item, Source, Status
+from annotation.models import AttributeDimension, Item, Source, Status
 from generation import services
 from generation.models import GenerationJob, JobEvent, JobMode, JobStatus
-from tests.annotation.projects.test_permissions import VISITORS, visitor_client
 from tests.support.factories import make_item
-from tests.support.runtime import worker_env
+from tests.support.runtime import wait_for, worker_env
+from tests.support.visits import VISITORS, visitor_client
 
 FORM = {"mode": "label_conditioned", "provider": "offline", "model_name": "", "count": "6",
         "samples_per_request": "2", "requests_per_batch": "2", "max_concurrency": "2", "exemplars": "2",
@@ -87,6 +87,46 @@ def test_offline_cannot_self_check(client, project, lead):
     client.force_login(lead)
     response = client.post(reverse("generation_start", args=[project.id]), {**FORM, "steps": "2"})
     assert "needs an LLM" in response.content.decode()
+
+
+def test_the_form_puts_each_problem_next_to_its_field(client, project, lead):
+    client.force_login(lead)
+    response = client.post(reverse("generation_start", args=[project.id]),
+                           {**FORM, "min_chars": "50", "max_chars": "20", "count": "20001"})
+    form = response.context["form"]
+    assert form.errors["max_chars"] == ["Must be larger than the shortest text."]
+    assert form.errors["count"] == ["Ensure this value is less than or equal to 20000."]  # the bound of JobOptions
+    assert not GenerationJob.objects.exists()
+
+
+def test_a_huge_attribute_cross_product_is_refused_without_building_it(client, project, lead):
+    for name in ("topic", "tone"):
+        AttributeDimension.objects.create(project=project, name=name, values=[f"{name} {i}" for i in range(1000)])
+    client.force_login(lead)
+    form = {**FORM, "mode": "attribute_conditioned"}
+    tracemalloc.start()
+    try:
+        preview = client.post(reverse("generation_preview", args=[project.id]), form,
+                              headers={"HX-Request": "true"}).content.decode()
+        start = client.post(reverse("generation_start", args=[project.id]), form).content.decode()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    for body in (preview, start):
+        assert "Attribute dimension &#x27;topic&#x27; has 1,000 values; at most 200" in body
+    assert not GenerationJob.objects.exists()
+    # The 2,000,000 cells of 2 labels x 1,000 x 1,000 would take hundreds of MB; counting them takes nothing.
+    assert peak < 16 * 2**20
+
+
+def test_a_cross_product_over_the_cell_limit_is_refused_with_its_size(client, project, lead):
+    for name in ("topic", "tone", "length"):
+        AttributeDimension.objects.create(project=project, name=name, values=[f"{name} {i}" for i in range(20)])
+    client.force_login(lead)
+    body = client.post(reverse("generation_start", args=[project.id]),
+                       {**FORM, "mode": "attribute_conditioned"}).content.decode()
+    assert "2 labels x 20 x 20 x 20 values = 16,000 cells; the limit is 2,000" in body
+    assert not GenerationJob.objects.exists()
 
 
 def test_preview_with_and_without_htmx(client, project, lead, job):
@@ -168,12 +208,8 @@ def test_a_real_worker_runs_a_job_end_to_end(celery_worker_process, project, lea
         job = services.job_create(project=project, user=lead, mode=JobMode.LABEL_CONDITIONED, provider="openai",
                                   options={"count": 12, "samples_per_request": 3, "requests_per_batch": 2,
                                            "exemplars": 0})
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            job.refresh_from_db()
-            if not job.is_active:
-                break
-            time.sleep(0.2)
+        wait_for(lambda: not GenerationJob.objects.get(pk=job.pk).is_active, what="the job to end")
+        job.refresh_from_db()
         assert job.status == JobStatus.SUCCEEDED, list(JobEvent.objects.filter(job=job).values_list("message"))
         assert job.produced + job.filtered + job.failed == 12
         assert job.retries >= 1 and job.malformed == 1

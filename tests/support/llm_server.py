@@ -5,13 +5,15 @@ Production code talks to it with the official ``openai`` client unchanged; only 
 broken JSON, hostile content) exercise the app's error handling. Standard library only, so it also runs standalone:
 
     python tests/support/llm_server.py --port 8765 --latency 0.2 --fault-rate 0.2
+    python tests/support/llm_server.py --port 8765 --quirks llama-cpp-python --latency 0.3
 
 In tests:
 
     with LLMServer(port=0, seed=7) as srv:
         client = openai.OpenAI(base_url=srv.base_url, api_key="test")
 
-Token counts in ``usage`` are an approximation: one token per word or punctuation run (leading whitespace belongs to
+Quirks (``quirks=[...]`` or a preset name) make it behave as a real local server does where that differs from OpenAI's
+API, each recorded from the real server (see QUIRKS). Token counts in ``usage`` are an approximation: one token per word or punctuation run (leading whitespace belongs to
 the token after it), plus 3 per prompt message and 3 for the reply priming, as OpenAI's own accounting does.
 """
 
@@ -34,11 +36,56 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULTS = ("429", "500", "503", "hang", "truncated_json", "wrong_schema", "hostile", "malformed_body")
+# Answers a hostile or broken server really sends (issue 16): each must be counted by the app, never crash a job.
+UNTRUSTED_FAULTS = {
+    "nul_in_text": "a NUL character (JSON escape) inside every string of the answer except labels",
+    "nul_raw": "a raw NUL character in the middle of the content, so the content is not valid JSON",
+    "surrogate_text": "a lone UTF-16 surrogate (JSON escape) inside every string of the answer except labels",
+    "deep_nesting": "content is '[' repeated 100,000 times",
+    "non_string_content": "message.content is the answer's JSON object (or a list), not a string",
+    "usage_negative": "usage.prompt_tokens is -1,000,000",
+    "usage_overflow": "usage.prompt_tokens is 10**19 (beyond a 64-bit integer)",
+    "usage_huge": "usage prompt and completion tokens are 10**12 each",
+    "bad_logprobs": "every logprob is 1e6 and every alternative token a number",
+    "deep_body": "the response body carries an extra field nested 100,000 deep",
+}
+FAULTS = ("429", "500", "503", "hang", "truncated_json", "wrong_schema", "hostile", "malformed_body",
+          *UNTRUSTED_FAULTS)
 NO_FAULT = "ok"
 # hang and hostile are left out of the random mix: a hang costs a whole client timeout per hit, and hostile output is
-# valid output that a test should ask for on purpose.
+# valid output that a test should ask for on purpose; so are the untrusted answers above.
 DEFAULT_RANDOM_FAULTS = ("429", "500", "503", "truncated_json", "wrong_schema", "malformed_body")
+
+# How real OpenAI-compatible servers differ from OpenAI's API (issue 20), each one a mode of this server.
+QUIRKS = {
+    "json_schema_500": "llama-cpp-python 0.3: a json_schema response format is a request validation error, answered "
+                       "with HTTP 500 (its route handler turns every exception into a 500)",
+    "schema_in_json_object": "llama-cpp-python and llama.cpp: a schema inside a json_object response format is "
+                             "honoured (elsewhere it is ignored)",
+    "n_ignored": "llama-cpp-python 0.3: one choice comes back whatever n asks for",
+    "n_refused": "llama.cpp's llama-server: n other than 1 is refused, 'Only one completion choice is allowed' "
+                 "(HTTP 500 in the builds seen; newer ones answer 400)",
+    "max_completion_tokens_ignored": "llama-cpp-python 0.3: max_completion_tokens is ignored, only max_tokens caps",
+    "one_at_a_time": "one model, one request at a time: concurrent requests wait in line (latency applies to each)",
+    "unconstrained_logprobs": "logprobs come from the distribution before grammar-constrained decoding: a label is "
+                              "several tokens, and tokens the JSON grammar forbids sit in the top alternatives",
+}
+QUIRK_PRESETS = {
+    "llama-cpp-python": ("json_schema_500", "schema_in_json_object", "n_ignored", "max_completion_tokens_ignored",
+                         "one_at_a_time", "unconstrained_logprobs"),
+    "llama.cpp": ("n_refused", "schema_in_json_object"),
+}
+# The body llama-cpp-python 0.3.36 sends for a json_schema response format: FastAPI's RequestValidationError as text,
+# wrapped by its RouteErrorHandler as an internal server error.
+LLAMA_CPP_PYTHON_FORMAT_ERROR = (
+    "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+    "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
+    "'ctx': {'expected': \"'text' or 'json_object'\"}}"
+)
+LLAMA_CPP_N_ERROR = "Only one completion choice is allowed"
+# Share of the label position's probability that unconstrained logprobs put on tokens the JSON grammar forbids.
+FORBIDDEN_MASS = 0.45
+_FORBIDDEN_TOKENS = ('"', " The", "\n", "{", " I")
 
 HOSTILE_SCRIPT = "<script>alert(1)</script>"
 HOSTILE_IMG = "<img src=x onerror=alert(1)>"
@@ -483,7 +530,9 @@ class DefaultBrain:
             texts = [s["text"] for s in samples]
             with self._lock:
                 pool = texts + list(self._recent)
-            if pool and rng.random() < self.near_duplicate_rate:
+            # Drawn only when near duplicates are on, so that a seeded request's answer does not depend on the
+            # requests before it.
+            if self.near_duplicate_rate and pool and rng.random() < self.near_duplicate_rate:
                 text = _near_duplicate(rng.choice(pool), rng)
             else:
                 text = _compose(rng, topics, cues, sentences)
@@ -507,7 +556,9 @@ class DefaultBrain:
         opener = rng.choice(("Sure.", "Certainly.", "Here you go.", "Of course."))
         subject = ", ".join(words) if words else "your question"
         answer = f"{opener} This is a short answer about {subject}."
-        if info.wants_json:
+        if info.schema is not None:
+            answer = json.dumps(_fill(info.schema, info.schema.root, "", {"answer": answer}, rng, info.prompt))
+        elif info.wants_json:
             answer = json.dumps({"answer": answer})
         return BrainReply(text=answer)
 
@@ -670,6 +721,53 @@ def _make_truncated(content: str) -> str:
     return cut
 
 
+DEEP = 100_000
+
+
+def _in_strings(value: Any, mark: str) -> Any:
+    """``mark`` inserted in the middle of every string except label values, so the answer keeps its shape."""
+    if isinstance(value, dict):
+        return {k: (v if k in ("label", "labels") else _in_strings(v, mark)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_in_strings(v, mark) for v in value]
+    if isinstance(value, str):
+        return value[: len(value) // 2] + mark + value[len(value) // 2:]
+    return value
+
+
+def _make_marked(mark: str) -> Callable[[str], str]:
+    def make(content: str) -> str:
+        try:
+            parsed = json.loads(content)
+        except ValueError:
+            return _in_strings(content, mark)
+        return json.dumps(_in_strings(parsed, mark))
+
+    return make
+
+
+_CONTENT_FAULTS: dict[str, Callable[[str], str]] = {
+    "nul_in_text": _make_marked("\x00"),
+    "nul_raw": lambda content: content[: len(content) // 2] + "\x00" + content[len(content) // 2:],
+    "surrogate_text": _make_marked("\ud800"),
+    "deep_nesting": lambda content: "[" * DEEP,
+}
+
+
+def _as_object(content: str) -> Any:
+    try:
+        parsed = json.loads(content)
+    except ValueError:
+        return [content]
+    return parsed if isinstance(parsed, (dict, list)) else [parsed]
+
+
+def _absurd_logprobs(entries: list[dict]) -> list[dict]:
+    return [{**entry, "logprob": 1e6,
+             "top_logprobs": [{**alt, "token": 42, "logprob": 1e6} for alt in entry["top_logprobs"]]}
+            for entry in entries]
+
+
 def _parses(text: str) -> bool:
     try:
         json.loads(text)
@@ -775,6 +873,8 @@ class LLMServer:
         retry_after: float = 1,
         hang_seconds: float = 30.0,
         logprobs_supported: bool = True,
+        quirks: Iterable[str] = (),
+        context_window: int | None = None,
         api_key: str | None = None,
         max_logged_requests: int = 1000,
         verbose: bool = False,
@@ -797,8 +897,13 @@ class LLMServer:
         self._retry_after: float = 1
         self._hang_seconds = 30.0
         self._logprobs_supported = True
+        self._quirks: frozenset[str] = frozenset()
+        self._context_window: int | None = None
+        # Held while a request is handled when the one_at_a_time quirk is on.
+        self._one_at_a_time = threading.Lock()
         self.configure(latency=latency, fault_rate=fault_rate, fault_kinds=fault_kinds, retry_after=retry_after,
-                       hang_seconds=hang_seconds, logprobs_supported=logprobs_supported)
+                       hang_seconds=hang_seconds, logprobs_supported=logprobs_supported, quirks=quirks,
+                       context_window=context_window)
         self._requests: deque[dict] = deque(maxlen=max_logged_requests)
         self._stats: dict[str, int] = {}
         self._in_flight = 0
@@ -871,11 +976,16 @@ class LLMServer:
         retry_after: float | None = None,
         hang_seconds: float | None = None,
         logprobs_supported: bool | None = None,
+        quirks: Iterable[str] | None = None,
+        context_window: int | None = None,
     ) -> None:
-        """Change any knob atomically; ``None`` leaves it as it is, ``fault_seed`` restarts the random fault stream."""
+        """Change any knob atomically; ``None`` leaves it as it is, ``fault_seed`` restarts the random fault stream.
+        ``quirks`` names QUIRKS or QUIRK_PRESETS (replacing the ones set); ``context_window`` (0: none) refuses a
+        request whose prompt and output cap exceed it, as llama-cpp-python does (400 context_length_exceeded)."""
         if fault_rate is not None and not 0.0 <= fault_rate <= 1.0:
             raise ValueError(f"fault_rate must be within [0, 1], got {fault_rate}")
         kinds = tuple(_checked(fault_kinds, allow_ok=False)) if fault_kinds is not None else None
+        chosen_quirks = quirks_named(quirks) if quirks is not None else None
         if kinds is not None and not kinds:
             raise ValueError("fault_kinds must name at least one fault")
         with self._lock:
@@ -893,6 +1003,10 @@ class LLMServer:
                 self._hang_seconds = float(hang_seconds)
             if logprobs_supported is not None:
                 self._logprobs_supported = bool(logprobs_supported)
+            if chosen_quirks is not None:
+                self._quirks = chosen_quirks
+            if context_window is not None:
+                self._context_window = context_window or None
 
     @property
     def latency(self) -> float:
@@ -902,6 +1016,11 @@ class LLMServer:
     @latency.setter
     def latency(self, seconds: float) -> None:
         self.configure(latency=seconds)
+
+    @property
+    def quirks(self) -> frozenset[str]:
+        with self._lock:
+            return self._quirks
 
     @property
     def logprobs_supported(self) -> bool:
@@ -974,6 +1093,9 @@ class LLMServer:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
             latency = self._latency
+            serial = "one_at_a_time" in self._quirks
+        if serial:
+            self._one_at_a_time.acquire()
         try:
             if latency:
                 self._stop.wait(latency)
@@ -993,6 +1115,8 @@ class LLMServer:
                 f"Unknown request URL: {method} {route}", "invalid_request_error", code="unknown_url"
             )
         finally:
+            if serial:
+                self._one_at_a_time.release()
             with self._idle:
                 self._in_flight -= 1
                 self._idle.notify_all()
@@ -1022,6 +1146,11 @@ class LLMServer:
             return err.status, [("Content-Type", "application/json")], _error_body(
                 err.message, err.kind, param=err.param, code=err.code
             )
+        refusal = self._refusal(request)
+        if refusal is not None:
+            with self._lock:
+                self._count("refused")
+            return refusal
 
         with self._lock:
             fault = self._next_fault()
@@ -1051,7 +1180,7 @@ class LLMServer:
             return None
 
         try:
-            replies = _as_replies(self.brain(request), request.get("n") or 1)
+            replies = _as_replies(self.brain(self._as_understood(request)), request.get("n") or 1)
         except Exception as err:  # noqa: BLE001 - a broken custom brain must show up as a 500, not kill the thread
             with self._lock:
                 self._count("brain_error")
@@ -1062,6 +1191,9 @@ class LLMServer:
         body = json.dumps(completion).encode()
         if fault == "malformed_body":
             body = body[: len(body) // 2]
+        elif fault == "deep_body":
+            # Written out rather than json.dumps'd: serialising it would hit this process's own recursion limit.
+            body = body[:-1] + b', "x_extra": ' + b"[" * DEEP + b"]" * DEEP + b"}"
         return 200, headers, body
 
     def _parse(self, raw: bytes) -> dict:
@@ -1099,6 +1231,43 @@ class LLMServer:
             if not request.get("logprobs"):
                 raise _RequestError(400, "'logprobs' must be true when 'top_logprobs' is set.", param="logprobs")
 
+    def _refusal(self, request: dict) -> _Reply | None:
+        """What a quirky server answers a request it will not take: a format, ``n``, or a prompt over its window."""
+        quirks, window = self.quirks, self._context_window
+        headers = [("Content-Type", "application/json")]
+        fmt = request.get("response_format")
+        if "json_schema_500" in quirks and isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+            return 500, headers, _error_body(LLAMA_CPP_PYTHON_FORMAT_ERROR, "internal_server_error")
+        if "n_refused" in quirks and (request.get("n") or 1) != 1:
+            return 500, headers, json.dumps(
+                {"error": {"code": 500, "message": LLAMA_CPP_N_ERROR, "type": "server_error"}}).encode()
+        if window:
+            prompt = 3 + sum(3 + count_tokens(message_text(m)) for m in request["messages"])
+            cap = request.get("max_tokens") or 0
+            if prompt + cap > window:
+                return 400, headers, _error_body(
+                    f"This model's maximum context length is {window} tokens. However, you requested {prompt + cap} "
+                    f"tokens ({prompt} in the messages, {cap} in the completion). Please reduce the length of the "
+                    f"messages or completion.", "invalid_request_error", param="messages",
+                    code="context_length_exceeded")
+        return None
+
+    def _as_understood(self, request: dict) -> dict:
+        """The request as the server acts on it: llama-cpp-python turns a schema inside json_object into a grammar
+        (the brain sees it as json_schema); elsewhere such a schema is ignored, and n may be."""
+        quirks = self.quirks
+        fmt = request.get("response_format")
+        understood = dict(request)
+        if isinstance(fmt, dict) and fmt.get("type") == "json_object" and "schema" in fmt:
+            if "schema_in_json_object" in quirks and isinstance(fmt["schema"], dict):
+                understood["response_format"] = {"type": "json_schema",
+                                                 "json_schema": {"name": "schema", "schema": fmt["schema"]}}
+            else:
+                understood["response_format"] = {"type": "json_object"}
+        if "n_ignored" in quirks:
+            understood["n"] = 1
+        return understood
+
     def _next_fault(self) -> str:
         if self._script:
             return self._script.popleft()
@@ -1107,7 +1276,14 @@ class LLMServer:
         return NO_FAULT
 
     def _completion(self, request: dict, replies: list[BrainReply], fault: str, logprobs_supported: bool) -> dict:
-        max_tokens = request.get("max_completion_tokens") or request.get("max_tokens")
+        quirks = self.quirks
+        if "max_completion_tokens_ignored" in quirks:
+            max_tokens = request.get("max_tokens")
+        else:
+            max_tokens = request.get("max_completion_tokens") or request.get("max_tokens")
+        unconstrained = "unconstrained_logprobs" in quirks
+        if "n_ignored" in quirks:
+            replies = replies[:1]
         want_logprobs = logprobs_supported and bool(request.get("logprobs"))
         top_k = request.get("top_logprobs") or 0
         choices = []
@@ -1120,21 +1296,32 @@ class LLMServer:
                 content = _make_wrong_schema(content)
             elif fault == "hostile":
                 content = _make_hostile(content)
-            tokens, label_at = _tokens_with_label(content, reply.label)
+            elif fault in _CONTENT_FAULTS:
+                content = _CONTENT_FAULTS[fault](content)
+            tokens, label_at = _tokens_with_label(content, reply.label, split=unconstrained)
             if isinstance(max_tokens, int) and 0 < max_tokens < len(tokens):
                 tokens, finish_reason = tokens[:max_tokens], "length"
                 content = "".join(tokens)
             completion_tokens += len(tokens)
             logprobs = None
             if want_logprobs:
-                logprobs = {"content": _logprobs(tokens, label_at, reply, top_k, self.seed), "refusal": None}
+                entries = _logprobs(tokens, label_at, reply, top_k, self.seed, unconstrained=unconstrained)
+                logprobs = {"content": _absurd_logprobs(entries) if fault == "bad_logprobs" else entries,
+                            "refusal": None}
             choices.append({
                 "index": index,
-                "message": {"role": "assistant", "content": content, "refusal": None, "annotations": []},
+                "message": {"role": "assistant", "content": _as_object(content) if fault == "non_string_content"
+                            else content, "refusal": None, "annotations": []},
                 "finish_reason": finish_reason,
                 "logprobs": logprobs,
             })
         prompt_tokens = 3 + sum(3 + count_tokens(message_text(m)) for m in request["messages"])
+        if fault == "usage_negative":
+            prompt_tokens = -1_000_000
+        elif fault == "usage_overflow":
+            prompt_tokens = 10**19
+        elif fault == "usage_huge":
+            prompt_tokens = completion_tokens = 10**12
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
@@ -1168,8 +1355,10 @@ def _as_replies(result: Any, n: int) -> list[BrainReply]:
     return replies
 
 
-def _tokens_with_label(content: str, label: str | None) -> tuple[list[str], int | None]:
-    """Tokenize, keeping the label word one token so its logprob carries the brain's confidence."""
+def _tokens_with_label(content: str, label: str | None, *, split: bool = False) -> tuple[list[str], int | None]:
+    """Tokenize, keeping the label word one token so its logprob carries the brain's confidence; with ``split`` (the
+    unconstrained_logprobs quirk) the label is two tokens, its first three characters and the rest, as a real
+    tokenizer splits a word it has no single token for."""
     if label:
         if content.startswith(label):
             at = 0
@@ -1178,7 +1367,8 @@ def _tokens_with_label(content: str, label: str | None) -> tuple[list[str], int 
             at = quoted + 1 if quoted >= 0 else -1
         if at >= 0:
             before = tokenize(content[:at])
-            return before + [label] + tokenize(content[at + len(label):]), len(before)
+            pieces = [label[:3], label[3:]] if split and len(label) > 3 else [label]
+            return before + pieces + tokenize(content[at + len(label):]), len(before)
     return tokenize(content), None
 
 
@@ -1186,14 +1376,31 @@ def _entry(token: str, logprob: float) -> dict[str, Any]:
     return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
 
 
-def _logprobs(tokens: list[str], label_at: int | None, reply: BrainReply, top_k: int, seed: int) -> list[dict]:
+def _label_alternatives(reply: BrainReply, token: str, unconstrained: bool) -> tuple[float, list[dict]]:
+    """The label position's logprob and alternatives: the labels (their first piece when unconstrained, with the
+    tokens a JSON grammar would forbid taking FORBIDDEN_MASS of the probability)."""
+    probs = reply.label_probs or {}
+    if not unconstrained:
+        ranked = sorted(probs.items(), key=lambda item: item[1], reverse=True)
+        return (math.log(max(probs.get(token, 0.0), 1e-9)),
+                [_entry(label, math.log(max(p, 1e-9))) for label, p in ranked])
+    firsts: dict[str, float] = {}
+    for label, p in probs.items():
+        firsts[label[:3]] = firsts.get(label[:3], 0.0) + p * (1 - FORBIDDEN_MASS)
+    for forbidden in _FORBIDDEN_TOKENS:
+        firsts[forbidden] = FORBIDDEN_MASS / len(_FORBIDDEN_TOKENS)
+    ranked = sorted(firsts.items(), key=lambda item: item[1], reverse=True)
+    return math.log(max(firsts.get(token, 0.0), 1e-9)), [_entry(t, math.log(p)) for t, p in ranked]
+
+
+def _logprobs(tokens: list[str], label_at: int | None, reply: BrainReply, top_k: int, seed: int, *,
+              unconstrained: bool = False) -> list[dict]:
     rng = random.Random(f"{seed}|logprobs|{''.join(tokens)}")
     out = []
     for position, token in enumerate(tokens):
         if position == label_at and reply.label_probs:
-            ranked = sorted(reply.label_probs.items(), key=lambda item: item[1], reverse=True)
-            logprob = math.log(max(reply.label_probs.get(token, 0.0), 1e-9))
-            top = [_entry(label, math.log(max(p, 1e-9))) for label, p in ranked[:top_k]]
+            logprob, top = _label_alternatives(reply, token, unconstrained)
+            top = top[:top_k]
         else:
             logprob = -rng.uniform(0.0, 0.05)
             alternatives = [f for f in _FILLER_TOKENS if f != token]
@@ -1211,6 +1418,19 @@ def _logprobs(tokens: list[str], label_at: int | None, reply: BrainReply, top_k:
     return out
 
 
+def quirks_named(names: Iterable[str]) -> frozenset[str]:
+    """QUIRKS by name, a preset name standing for its quirks; an unknown name is an error."""
+    chosen: set[str] = set()
+    for name in names:
+        if name in QUIRK_PRESETS:
+            chosen.update(QUIRK_PRESETS[name])
+        elif name in QUIRKS:
+            chosen.add(name)
+        else:
+            raise ValueError(f"unknown quirk {name!r}; known: {sorted(QUIRKS)} and presets {sorted(QUIRK_PRESETS)}")
+    return frozenset(chosen)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -1226,6 +1446,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--hang-seconds", type=float, default=30.0)
     parser.add_argument("--near-duplicate-rate", type=float, default=0.0)
     parser.add_argument("--no-logprobs", action="store_true", help="ignore logprobs like endpoints without them")
+    parser.add_argument("--quirks", default="", help=f"comma-separated, from {','.join(QUIRKS)} or a preset: "
+                                                     f"{','.join(QUIRK_PRESETS)}")
+    parser.add_argument("--context-window", type=int, default=0, help="refuse longer prompts (0: no limit)")
     parser.add_argument("--api-key", default=None, help="require this bearer token")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
@@ -1236,6 +1459,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         faults=[name for name in args.script.split(",") if name],
         fault_rate=args.fault_rate, fault_kinds=[name for name in args.fault_kinds.split(",") if name],
         retry_after=args.retry_after, hang_seconds=args.hang_seconds, logprobs_supported=not args.no_logprobs,
+        quirks=[name for name in args.quirks.split(",") if name], context_window=args.context_window,
         api_key=args.api_key, verbose=args.verbose,
     )
     # Benchmarks stop us with terminate(); turning SIGTERM into KeyboardInterrupt still prints the stats.
