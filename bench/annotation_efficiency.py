@@ -40,6 +40,7 @@ THRESHOLDS = (0.95, 0.98, 0.99)
 def setup_django(var_dir: str) -> None:
     os.environ["SYNTHSTUDIO_VAR_DIR"] = var_dir
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
+    os.environ.setdefault("DEBUG", "true")  # in-process set-up uses the development settings, like the tests
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     sys.path.insert(0, str(REPO))
     import django

@@ -32,6 +32,7 @@ JOBS = 20
 def setup_django():
     sys.path.insert(0, str(REPO))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
+    os.environ.setdefault("DEBUG", "true")  # in-process set-up uses the development settings, like the tests
     import django
 
     django.setup()

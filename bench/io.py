@@ -31,6 +31,7 @@ LABELS = ["description", "entity", "abbreviation", "human", "location", "numeric
 def setup_django():
     sys.path.insert(0, str(REPO))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
+    os.environ.setdefault("DEBUG", "true")  # in-process set-up uses the development settings, like the tests
     import django
 
     django.setup()

@@ -71,6 +71,7 @@ HISTORIC_REVIEWERS = 3
 def setup_django() -> None:
     sys.path.insert(0, str(REPO))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
+    os.environ.setdefault("DEBUG", "true")  # in-process set-up uses the development settings, like the tests
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django
 
@@ -429,6 +430,7 @@ def annotate(*, browser: Browser, annotator: Annotator, project_id: int, flow: s
     queue = f"/projects/{project_id}/queue/"
     pending: dict = {}
     html = ""
+    received = 0.0  # when the page now in ``html`` arrived (set with each submit's answer)
     if stagger and think:
         # People do not all press "next" in the same millisecond: each starts at a random moment of one look.
         time.sleep(rng.uniform(0, think))

@@ -32,6 +32,7 @@ def setup_django() -> None:
     os.environ.setdefault("SYNTHSTUDIO_VAR_DIR", tmp)
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{tmp}/bench.sqlite3")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
+    os.environ.setdefault("DEBUG", "true")  # in-process set-up uses the development settings, like the tests
     os.environ["LOG_LEVEL"] = "WARNING"
     import django
 

@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 # The selection package lives in a Django app; settings are loaded, the database is never touched.
 os.environ.setdefault("SYNTHSTUDIO_VAR_DIR", tempfile.mkdtemp(prefix="synthstudio-ceiling-"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
+os.environ.setdefault("DEBUG", "true")  # in-process set-up uses the development settings, like the tests
 import django  # noqa: E402
 
 django.setup()

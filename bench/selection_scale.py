@@ -53,6 +53,7 @@ def main() -> None:
     var_dir = tempfile.mkdtemp(prefix="ss-scale-")
     os.environ["SYNTHSTUDIO_VAR_DIR"] = var_dir
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
+    os.environ.setdefault("DEBUG", "true")  # in-process set-up uses the development settings, like the tests
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     sys.path.insert(0, str(REPO))
     import django
