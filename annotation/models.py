@@ -3,13 +3,12 @@
 Models own the rules about one row (the item state machine, the append-only review log); writes that touch several rows
 live in ``services.py``.
 """
-import hashlib
-import unicodedata
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+
+from synthstudio.lib.text import content_hash
 
 
 class Role(models.TextChoices):
@@ -150,15 +149,6 @@ class IllegalTransition(Exception):
         self.target = target
 
 
-def normalise_text(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-
-
-def content_hash(text: str) -> str:
-    """Hash of the normalised text, for exact-duplicate detection that ignores case and spacing."""
-    return hashlib.sha256(normalise_text(text).encode()).hexdigest()
-
-
 class Item(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
     text = models.TextField()
@@ -282,6 +272,10 @@ class ReviewAction(models.TextChoices):
     RELABEL = "relabel", "Relabelled"
     # A labelling job wrote the LLM's proposed labels, confidence and votes onto a pool item (generation/services.py).
     LLM_LABEL = "llm_label", "Labelled by the LLM"
+
+
+# The actions by which a person decides an item (the partial index ``review_human_decisions`` lists the same three).
+HUMAN_DECISIONS = (ReviewAction.ACCEPT, ReviewAction.EDIT, ReviewAction.REJECT)
 
 
 class RejectReason(models.TextChoices):

@@ -59,8 +59,9 @@ def stop_server(proc: subprocess.Popen) -> None:
 def make_project(name: str):
     from django.contrib.auth import get_user_model
 
-    from annotation.models import Item, Label, Source, Status, content_hash
+    from annotation.models import Item, Label, Source, Status
     from annotation.projects import services as annotation_services
+    from synthstudio.lib.text import content_hash
 
     user, _ = get_user_model().objects.get_or_create(username="bench")
     project = annotation_services.project_create(name=name, lead=user, description="Sentiment of short reviews.")

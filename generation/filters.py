@@ -28,7 +28,7 @@ import phonenumbers
 from django.conf import settings
 from phonenumbers import Leniency
 
-from annotation.models import content_hash, normalise_text
+from synthstudio.lib.text import content_hash, normalise_text
 
 SHINGLE = 5
 PERMUTATIONS = 64

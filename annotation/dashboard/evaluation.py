@@ -20,10 +20,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.pipeline import FeatureUnion, make_pipeline
 
-from annotation.dashboard.services import HUMAN_DECISIONS, sample_ids
 from annotation.errors import ServiceError
-from annotation.models import EvaluationRun, Item, Label, Project, Review, Status
+from annotation.models import HUMAN_DECISIONS, EvaluationRun, Item, Label, Project, Review, Status
 from annotation.selection.features import MAX_CHAR_FEATURES, MAX_WORD_FEATURES
+from synthstudio.lib.sampling import sample_ids
 
 MAX_GOLD_BYTES = 10 * 1024 * 1024
 MAX_GOLD_ROWS = 50_000

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import cohen_kappa_score
 
-from annotation.models import normalise_text
+from synthstudio.lib.text import normalise_text
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from annotation.dashboard import metrics
 from annotation.models import (
+    HUMAN_DECISIONS,
     AttributeDimension,
     DashboardSnapshot,
     EvaluationRun,
@@ -35,11 +36,11 @@ from annotation.models import (
 )
 from annotation.projects.selectors import project_status_counts
 from annotation.selection import accuracy_estimate
+from synthstudio.lib.sampling import Reservoir
 
 log = logging.getLogger(__name__)
 
 Kind = DashboardSnapshot.Kind
-HUMAN_DECISIONS = (ReviewAction.ACCEPT, ReviewAction.EDIT, ReviewAction.REJECT)
 SNAPSHOT_MAX_AGE = timedelta(minutes=5)
 # A refresh whose worker died never clears ``pending_since``; after this long the page may ask again.
 PENDING_TIMEOUT = timedelta(minutes=30)
@@ -55,8 +56,8 @@ MAX_AGREEMENT_REVIEWS = 200_000
 _ID_CHUNK = 1000
 
 
-def label_key(labels: Iterable[str]) -> str:
-    """One group name for a list of labels: the label itself, or ``a + b`` for a multi-label set."""
+def labels_shown(labels: Iterable[str]) -> str:
+    """How a chart names a list of labels: the label itself, or ``a + b`` for a multi-label set."""
     return " + ".join(labels) or metrics.NO_LABEL
 
 
@@ -187,7 +188,7 @@ def overview_compute(*, project: Project) -> dict:
     decisions = _decisions(project)
     by_label_action = Counter()
     for row in decisions.values("item__proposed_labels", "action").annotate(n=Count("id")).order_by():
-        by_label_action[(label_key(row["item__proposed_labels"] or []), row["action"])] += row["n"]
+        by_label_action[(labels_shown(row["item__proposed_labels"] or []), row["action"])] += row["n"]
     per_user = [
         {"user": row["user__username"], "accept": row["accept"], "edit": row["edit"], "reject": row["reject"],
          "n": row["accept"] + row["edit"] + row["reject"]}
@@ -298,7 +299,7 @@ def diversity_compute(*, project: Project) -> dict:
     for row in generated.values("proposed_labels").annotate(
         n=Count("id"), distinct=Count("content_hash", distinct=True)
     ).order_by():
-        key = label_key(row["proposed_labels"] or [])
+        key = labels_shown(row["proposed_labels"] or [])
         by_label[key][0] += row["n"]
         by_label[key][1] += row["distinct"]
     totals = generated.aggregate(n=Count("id"), distinct=Count("content_hash", distinct=True))
@@ -309,7 +310,7 @@ def diversity_compute(*, project: Project) -> dict:
     rows = generated.values_list("id", "proposed_labels", "generation_job_id").order_by()
     for item_id, proposed, job_id in rows.iterator(chunk_size=10_000):
         samplers[("all", None)].add(item_id)
-        samplers[("label", label_key(proposed or []))].add(item_id)
+        samplers[("label", labels_shown(proposed or []))].add(item_id)
         if job_id in wanted_jobs:
             samplers[("job", job_id)].add(item_id)
     texts = _texts(set().union(*(s.items for s in samplers.values())) if samplers else set())
@@ -330,30 +331,6 @@ def diversity_compute(*, project: Project) -> dict:
     }
 
 
-class Reservoir:
-    """A uniform random sample of at most ``size`` of the values added (Algorithm R)."""
-
-    def __init__(self, size: int, rng: random.Random):
-        self.size, self.rng, self.seen, self.items = size, rng, 0, []
-
-    def add(self, value) -> None:
-        self.seen += 1
-        if len(self.items) < self.size:
-            self.items.append(value)
-        else:
-            slot = self.rng.randrange(self.seen)
-            if slot < self.size:
-                self.items[slot] = value
-
-
-def sample_ids(queryset: QuerySet, *, size: int, seed: int) -> list[int]:
-    """Ids of a uniform sample of at most ``size`` rows, streaming ids only."""
-    reservoir = Reservoir(size, random.Random(seed))
-    for item_id in queryset.values_list("id", flat=True).order_by().iterator(chunk_size=10_000):
-        reservoir.add(item_id)
-    return sorted(reservoir.items)
-
-
 def _texts(ids: set[int]) -> dict[int, str]:
     ordered = sorted(ids)
     texts: dict[int, str] = {}
@@ -366,7 +343,7 @@ def _verdict(after: dict) -> str:
     """One reviewer's answer on an item as a nominal value: its label set, or ``rejected``."""
     if after.get("status") == Status.REJECTED:
         return "rejected"
-    return label_key(sorted(after.get("labels") or []))
+    return labels_shown(sorted(after.get("labels") or []))
 
 
 def agreement_compute(*, project: Project) -> dict:

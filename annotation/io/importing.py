@@ -4,7 +4,7 @@ An import reads the file twice, never holding it in memory:
 
 1. **Validate**: every row is parsed and checked (text present, labels known, confidence a number in [0, 1], ...).
    Errors are collected with row number, field and reason (the first ``MAX_ERRORS`` are kept, all are counted). Texts
-   are hashed (``annotation.models.content_hash``) to find duplicates within the file (8 bytes per row) and against the
+   are hashed (``synthstudio.lib.text.content_digest``) to find duplicates within the file (8 bytes per row) and against the
    project (one indexed query per batch). Any error fails the whole import; nothing is written.
 2. **Write**: the rows are parsed again and written in batches inside one transaction (all or nothing), through
    ``synthstudio.lib.sql.rows_insert`` (``COPY FROM STDIN`` on PostgreSQL, ``bulk_create`` elsewhere). The job is marked
@@ -40,7 +40,6 @@ The formats a file can have are listed once, in ``IMPORT_FORMATS``; the export's
 """
 import codecs
 import csv
-import hashlib
 import io
 import json
 import math
@@ -55,9 +54,10 @@ from django.conf import settings
 from django.db import reset_queries, transaction
 from django.utils import timezone
 
-from annotation.models import ImportJob, Item, Project, Source, Status, normalise_text
+from annotation.models import ImportJob, Item, Project, Source, Status
 from annotation.projects.schema import LABEL_SEPARATOR
 from synthstudio.lib import sql
+from synthstudio.lib.text import content_digest
 
 MAX_ERRORS = 100
 MAX_DUPLICATE_EXAMPLES = 50
@@ -411,11 +411,6 @@ class RowParser:
         return number
 
 
-def _hash(text: str) -> bytes:
-    """The sha256 digest behind ``Item.content_hash`` (its hex form)."""
-    return hashlib.sha256(normalise_text(text).encode()).digest()
-
-
 # --- Pass 1: validate ------------------------------------------------------------------------------------------------
 
 def import_validate(
@@ -439,7 +434,7 @@ def import_validate(
                 for problem in parsed:
                     report.add_error(problem)
                 parsed = None
-        digest = _hash(parsed.text) if parsed else bytes(8)
+        digest = content_digest(parsed.text) if parsed else bytes(8)
         keys.append(int.from_bytes(digest[:8], "little"))
         row_numbers.append(row)
         in_project.append(0)
@@ -557,7 +552,7 @@ def _item_values(row: ImportRow, job_id: int | None) -> dict:
         "final_labels": row.final_labels,
         "provenance": {"import_job": job_id, "row": row.row} if job_id is not None else row.provenance,
         "idempotency_key": f"import{job_id}:{row.row}" if job_id is not None else None,
-        "content_hash": _hash(row.text).hex(),
+        "content_hash": content_digest(row.text).hex(),
     }
 
 

@@ -11,7 +11,6 @@ written here (``tests/system/test_audit_log_owner.py`` scans the code for writes
 All of them log the snapshot of ``item_snapshot``, the shape the ``Review`` model documents. Creating items (imports,
 generation) overwrites nothing and happens where they are built.
 """
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -20,6 +19,7 @@ from django.utils import timezone
 
 from annotation.errors import ServiceError, StaleItem  # noqa: F401 - re-exported for callers of the item services
 from annotation.models import Item, Project, Review, Status
+from synthstudio.lib.draws import stable_draw
 from synthstudio.lib.sql import rows_update
 
 # Audited fields: written only through this module, each write with a Review row.
@@ -206,12 +206,7 @@ def items_apply_overlap(*, project: Project, item_ids: list[int]) -> int:
     """
     if project.overlap_rate <= 0 or project.overlap_k < 2:
         return 0
-    chosen = [pk for pk in item_ids if _overlap_draw(project.pk, pk) < project.overlap_rate]
+    chosen = [pk for pk in item_ids if stable_draw("overlap", project.pk, pk) < project.overlap_rate]
     return Item.objects.filter(
         pk__in=chosen, project=project, status=Status.NEEDS_REVIEW, review_count=0, reviews_required=1
     ).update(reviews_required=project.overlap_k)
-
-
-def _overlap_draw(project_id: int, item_id: int) -> float:
-    digest = hashlib.sha256(f"overlap:{project_id}:{item_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64

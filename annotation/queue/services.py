@@ -45,6 +45,7 @@ from django.utils import timezone
 from annotation.items.services import ServiceError, StaleItem, item_log, item_transition
 from annotation.models import (
     FINAL_STATUSES,
+    HUMAN_DECISIONS,
     Item,
     Label,
     Project,
@@ -56,7 +57,6 @@ from annotation.models import (
 from annotation.selection import selection_maybe_schedule
 from synthstudio.lib.prepared import Prepared
 
-DECISIONS = (ReviewAction.ACCEPT, ReviewAction.EDIT, ReviewAction.REJECT)
 ACTIONS = ("accept", "edit", "reject", "skip")
 # How far back undo looks for the annotator's latest review that is not undone yet.
 UNDO_DEPTH = 50
@@ -76,7 +76,7 @@ def _free(now: datetime) -> Q:
 
 
 def _reviewed_by(user) -> Exists:
-    return Exists(Review.objects.filter(item=OuterRef("pk"), user=user, action__in=DECISIONS))
+    return Exists(Review.objects.filter(item=OuterRef("pk"), user=user, action__in=HUMAN_DECISIONS))
 
 
 def _review_stands(user) -> Exists:
@@ -84,7 +84,7 @@ def _review_stands(user) -> Exists:
     review produced, see ``item_undo``); served by the index review_item_recent."""
     undone = Review.objects.filter(item_id=OuterRef("item_id"), user=user, action=ReviewAction.UNDO,
                                    before__version=OuterRef("after__version"))
-    return Exists(Review.objects.filter(item=OuterRef("pk"), user=user, action__in=DECISIONS).exclude(Exists(undone)))
+    return Exists(Review.objects.filter(item=OuterRef("pk"), user=user, action__in=HUMAN_DECISIONS).exclude(Exists(undone)))
 
 
 # An overlap item's reviews must come from different people; an item needing one review may come back to its reviewer.
@@ -321,7 +321,7 @@ def item_undo(*, project: Project, user) -> Review:
 
 def _undo_target(*, project: Project, user) -> Review | None:
     recent = Review.objects.filter(
-        project=project, user=user, action__in=(*DECISIONS, ReviewAction.UNDO)
+        project=project, user=user, action__in=(*HUMAN_DECISIONS, ReviewAction.UNDO)
     ).order_by("-id")[:UNDO_DEPTH]
     undone = set()
     for review in recent:
@@ -381,7 +381,7 @@ def _progress_select(*, project: int, user: int, now: datetime, day_start: datet
         items.filter(SECOND_OPINION_DUE)[: PROGRESS_CAP + 1],
         items.filter(OPEN_FOR_REVIEW, claimed_by__isnull=False, lease_expires_at__gte=now).exclude(claimed_by=user),
     ]
-    decided, undone = Q(action__in=DECISIONS), Q(action=ReviewAction.UNDO)
+    decided, undone = Q(action__in=HUMAN_DECISIONS), Q(action=ReviewAction.UNDO)
     # Walks the index review_project_user_created over today's (or the last hour's) reviews only.
     mine = (
         Review.objects.filter(project=project, user=user, created_at__gte=since)

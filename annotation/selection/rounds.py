@@ -20,7 +20,6 @@ bumps the version and logs a Review row (``route`` or ``auto_accept``); unchange
 Review row and no version bump (so a reviewer's open form does not go stale). Writes go in batches, each re-reading
 the rows' versions and claims under lock so a review that happened while the model trained is never overwritten.
 """
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from annotation.errors import ServiceError
 from annotation.items.services import ItemChange, items_apply_overlap, items_change
 from annotation.models import (
     FINAL_STATUSES,
+    HUMAN_DECISIONS,
     Item,
     Project,
     Review,
@@ -49,6 +49,7 @@ from annotation.models import (
 from annotation.selection import scoring
 from annotation.selection.estimates import audit_proportion
 from annotation.selection.features import featurize
+from synthstudio.lib.draws import stable_draw
 from synthstudio.lib.prepared import Prepared
 from synthstudio.lib.sql import rows_update
 
@@ -57,20 +58,18 @@ ROUND_REQUEST_STALE_AFTER = timedelta(minutes=15)
 WRITE_BATCH = 2000
 # Audits needed before they may pause auto-accept: fewer give an interval too wide to act on.
 MIN_AUDITS_TO_PAUSE = 30
-HUMAN_REVIEW_ACTIONS = (ReviewAction.ACCEPT, ReviewAction.EDIT, ReviewAction.REJECT)
 OPEN_STATUSES = (Status.PROPOSED, Status.NEEDS_REVIEW, Status.AUTO_ACCEPTED)
 SCORE_FIELDS = ["model_label", "model_scores", "ambiguity", "route_reason", "is_audit", "scored_round"]
 
 
-def label_key(labels: list[str]) -> str | None:
+def label_class(labels: list[str]) -> str | None:
     """One class per label set (label powerset for multi-label projects); None for no label."""
     return "|".join(sorted(labels)) if labels else None
 
 
 def audit_draw(project: Project, item_id: int) -> float:
     """A uniform number in [0, 1) fixed per project and item: the item is audited when it falls under audit_rate."""
-    salt = f"{project.pk}:{project.created_at.isoformat()}:{item_id}".encode()
-    return int.from_bytes(hashlib.blake2b(salt, digest_size=8).digest(), "big") / 2**64
+    return stable_draw(project.pk, project.created_at.isoformat(), item_id)
 
 
 @dataclass
@@ -173,7 +172,7 @@ def _reviews_since(project_id: int, since: int, *, at_most: int | None = None) -
     # Served by the partial index review_human_decisions; ``at_most`` stops the count early, so the check a review
     # makes costs the same however many reviews the project has.
     reviews = Review.objects.filter(
-        id__gt=since, project_id=project_id, action__in=HUMAN_REVIEW_ACTIONS, user__isnull=False
+        id__gt=since, project_id=project_id, action__in=HUMAN_DECISIONS, user__isnull=False
     ).order_by()
     if at_most is not None:
         reviews = reviews[:at_most]
@@ -243,8 +242,8 @@ def _load_rows(project: Project) -> tuple[list[_Row], list[str]]:
         chunk_size=5000
     ):
         held = claimed is not None and lease is not None and lease >= now
-        human = label_key(final) if status == Status.ACCEPTED else None
-        rows.append(_Row(id=pk, status=status, version=version, proposed=label_key(proposed), human=human,
+        human = label_class(final) if status == Status.ACCEPTED else None
+        rows.append(_Row(id=pk, status=status, version=version, proposed=label_class(proposed), human=human,
                          llm_confidence=conf, is_audit=is_audit, busy=held or reviews > 0))
         texts.append(text)
     return rows, texts

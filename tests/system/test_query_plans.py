@@ -48,8 +48,7 @@ def test_a_deep_browse_page_is_one_index_range(project):
 
 
 def test_the_retraining_trigger_counts_human_decisions_from_their_own_index(project, lead):
-    from annotation.models import Review, ReviewAction
-    from annotation.selection.rounds import HUMAN_REVIEW_ACTIONS
+    from annotation.models import HUMAN_DECISIONS, Review, ReviewAction
 
     item = make_item(project)
     # Routing writes far more rows than people do; the trigger must not walk them.
@@ -57,7 +56,7 @@ def test_the_retraining_trigger_counts_human_decisions_from_their_own_index(proj
     Review.objects.create(item=item, project=project, user=lead, action=ReviewAction.ACCEPT)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE annotation_review")
-    reviews = Review.objects.filter(id__gt=0, project_id=project.id, action__in=HUMAN_REVIEW_ACTIONS,
+    reviews = Review.objects.filter(id__gt=0, project_id=project.id, action__in=HUMAN_DECISIONS,
                                     user__isnull=False).order_by()[:50]
     assert "review_human_decisions" in plan(reviews)
 

@@ -9,9 +9,10 @@ from django.urls import reverse
 
 from annotation.io import importing
 from annotation.io.importing import ImportOptions, ImportRow, import_job_create, import_job_run, items_import
-from annotation.models import ImportJob, Item, Review, Status, content_hash
+from annotation.models import ImportJob, Item, Review, Status
 from synthstudio.celery import app as celery_app
 from synthstudio.lib import sql
+from synthstudio.lib.text import content_hash
 from tests.support.factories import make_item
 from tests.support.runtime import wait_for
 
