@@ -56,6 +56,7 @@ from django.utils import timezone
 
 from annotation.models import ImportJob, Item, Project, Source, Status
 from annotation.projects.schema import LABEL_SEPARATOR
+from annotation.selection import selection_request_round
 from synthstudio.lib import sql
 from synthstudio.lib.text import content_digest
 
@@ -628,6 +629,10 @@ def _run(job_id: int) -> ImportJob:
                 sql.statistics_refresh(model=Item)
             jobs.update(state=ImportJob.State.DONE, rows_done=report.rows, rows_imported=written,
                         finished_at=timezone.now())
+            if written:
+                # New items wait as ``proposed`` until a scoring round routes them (to review, or auto-accepted);
+                # queued once this transaction commits, debounced per project like every other request.
+                selection_request_round(job.project_id, force=True)
     except ImportFailed as exc:
         jobs.update(state=ImportJob.State.FAILED, finished_at=timezone.now(),
                     errors=[{"row": exc.row, "field": exc.field, "message": str(exc)}])

@@ -377,22 +377,28 @@ def _signals(scores, i: int, row: _Row) -> dict:
 
 
 def _reason(scores, i: int, row: _Row, *, audit: bool, to_review: bool) -> str:
+    """Why the item went where it went, in an annotator's words, from this item's own signals (the raw numbers stay in
+    ``model_scores``). ``ambiguity`` is the model's estimated chance that the LLM's label is wrong."""
     if row.proposed is None:
-        return "LLM abstained or gave no label"
+        return "to review: the LLM gave no label"
+    llm = _shown_labels(row.proposed)
     if audit:
-        return "audit sample: a random check of items that would be auto-accepted"
+        return f"to review: audit sample, a random check of items that would be auto-accepted (LLM said '{llm}')"[:200]
     if scores is None:
         return ""
-    p = float(scores.p_llm_label[i])
-    model = scores.model_labels[i]
-    conf = row.llm_confidence
-    if to_review:
-        if model != row.proposed:
-            return f"model prefers '{model}' ({scores.proba[i].max():.2f}); gives the LLM's label {p:.2f}"[:200]
-        if conf is not None and conf < 0.6:
-            return f"LLM confidence {conf:.2f}; model gives the LLM's label {p:.2f}"
-        return f"model gives the LLM's label {p:.2f}; estimated chance it is wrong {scores.ambiguity[i]:.2f}"
-    return f"model agrees with the LLM ({p:.2f})"
+    model = _shown_labels(scores.model_labels[i])
+    if scores.model_labels[i] == row.proposed:
+        verdict = f"LLM and model agree on '{llm}'"
+    else:
+        verdict = f"model predicts '{model}' ({scores.proba[i].max():.2f}), LLM said '{llm}'"
+    detail = f"estimated chance the LLM is wrong {scores.ambiguity[i]:.2f}"
+    if row.llm_confidence is not None and row.llm_confidence < 0.6:
+        detail += f"; the LLM's own confidence {row.llm_confidence:.2f}"
+    return f"{'to review' if to_review else 'auto-accepted'}: {verdict}; {detail}"[:200]
+
+
+def _shown_labels(key: str) -> str:
+    return key.replace("|", " + ")
 
 
 def _write(*, project: Project, updates: list, counts: RoutingCounts) -> None:

@@ -59,6 +59,26 @@ def test_csv_rows_become_items_with_status_by_what_they_carry(tmp_path, project,
     assert not Review.objects.filter(project=project).exists()
 
 
+def test_an_import_that_stores_items_asks_for_a_scoring_round_once_it_commits(tmp_path, project, lead, monkeypatch):
+    """Imported items are routed like generated ones: the round is queued after the import's transaction commits."""
+    from annotation.selection import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.selection_round, "delay_on_commit", lambda pk, force=False: queued.append((pk, force)))
+    job = run_import(project, lead, write(tmp_path, "in.csv", "text,llm\na fine film,positive\n"),
+                     llm_label_column="llm")
+    assert job.state == "done"
+    assert queued == [(project.pk, True)]
+    project.refresh_from_db()
+    assert project.round_requested_at is not None
+    # A file whose every row is a duplicate stores nothing and asks for nothing.
+    queued.clear()
+    project.__class__.objects.filter(pk=project.pk).update(round_requested_at=None)
+    again = run_import(project, lead, write(tmp_path, "again.csv", "text,llm\na fine film,positive\n"),
+                       llm_label_column="llm")
+    assert (again.state, again.rows_imported, queued) == ("done", 0, [])
+
+
 def test_jsonl_takes_label_lists_and_keeps_other_keys_as_extra(tmp_path, project, lead):
     project.multi_label = True
     project.save()

@@ -112,8 +112,18 @@ def test_a_round_routes_the_llm_errors_to_review(project):
     assert {i.pk for i in items[:5]} <= queued
     assert len(queued) == 6  # ceil(0.1 * 60)
     assert all(by_id[i.pk].status == Status.AUTO_ACCEPTED for i in items[10:] if i.pk not in queued)
-    assert by_id[items[4].pk].route_reason == "LLM abstained or gave no label"
-    assert "LLM's label" in by_id[items[0].pk].route_reason
+    assert by_id[items[4].pk].route_reason == "to review: the LLM gave no label"
+    for item in by_id.values():
+        if item.pk == items[4].pk:
+            continue
+        # The sentence is built from the item's own signals: where it went, who said what, and the estimate.
+        where = "to review" if item.status == Status.NEEDS_REVIEW else "auto-accepted"
+        llm = item.proposed_labels[0]
+        said = (f"LLM and model agree on '{llm}'" if item.model_label == llm
+                else f"model predicts '{item.model_label}' ({item.model_scores[f'p({item.model_label})']:.2f})"
+                     f", LLM said '{llm}'")
+        assert item.route_reason.startswith(f"{where}: {said}; estimated chance the LLM is wrong "
+                                            f"{item.model_scores['p_llm_wrong']:.2f}"), item.route_reason
     first = by_id[items[0].pk]
     assert first.scored_round == scoring_round.model_version
     assert first.model_label == "positive" or first.model_label == "negative"
@@ -144,7 +154,7 @@ def test_audit_sample_goes_to_review_flagged(project):
     assert audits.count() == 59  # every labelled item; the abstained one is an ordinary review
     assert set(audits.values_list("status", flat=True)) == {Status.NEEDS_REVIEW}
     assert Review.objects.filter(project=project, is_audit=True, action=ReviewAction.ROUTE).count() == 59
-    assert audits.first().route_reason.startswith("audit sample")
+    assert audits.first().route_reason.startswith("to review: audit sample")
 
 
 def test_audit_draw_is_stable_and_near_the_rate(project):
