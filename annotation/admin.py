@@ -14,6 +14,19 @@ class LabelInline(admin.TabularInline):
     extra = 0
 
 
+class ProjectPartAdmin(admin.ModelAdmin):
+    """Rows of one project: the project is picked by id, as a list of every project would not scale."""
+
+    raw_id_fields = ["project"]
+
+
+class KeptAdmin(admin.ModelAdmin):
+    """Items and their reviews are the dataset and its audit log: nobody deletes them here."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "multi_label", "routing_mode", "created_at", "archived_at"]
@@ -29,19 +42,17 @@ class MembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(Label)
-class LabelAdmin(admin.ModelAdmin):
+class LabelAdmin(ProjectPartAdmin):
     list_display = ["name", "project", "hotkey", "order"]
-    raw_id_fields = ["project"]
 
 
 @admin.register(AttributeDimension)
-class AttributeDimensionAdmin(admin.ModelAdmin):
+class AttributeDimensionAdmin(ProjectPartAdmin):
     list_display = ["name", "project", "order"]
-    raw_id_fields = ["project"]
 
 
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(KeptAdmin):
     list_display = ["id", "project", "status", "source", "short_text", "ambiguity"]
     list_filter = ["status", "source"]
     search_fields = ["text"]
@@ -54,12 +65,9 @@ class ItemAdmin(admin.ModelAdmin):
     def short_text(self, obj):
         return obj.text[:80]
 
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Review)
-class ReviewAdmin(admin.ModelAdmin):
+class ReviewAdmin(KeptAdmin):
     list_display = ["id", "item_id", "user", "action", "reason", "created_at"]
     list_filter = ["action"]
     raw_id_fields = ["item", "project", "user"]
@@ -68,14 +76,10 @@ class ReviewAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(ScoringRound)
-class ScoringRoundAdmin(admin.ModelAdmin):
+class ScoringRoundAdmin(ProjectPartAdmin):
     list_display = ["project", "model_version", "state", "training_size", "duration_s", "started_at"]
-    raw_id_fields = ["project"]
 
 
 @admin.register(ImportJob)

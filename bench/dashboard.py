@@ -10,36 +10,17 @@ audits, 1% overlap items with a second opinion. Then it times ``dashboard_comput
 snapshots fresh. It deletes everything it made at the end. The last line printed is one JSON object with every figure.
 """
 import argparse
-import io
 import json
 import os
 import random
-import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-WORDS = ("what how why who where when which film city river price number year company song war book actor disease "
-         "country team language animal colour planet law school food music game car bank island bridge great dull "
-         "slow quick bright dark warm cold long short").split()
-LABELS = ["description", "entity", "abbreviation", "human", "location", "numeric"]
+from common import LABELS, WORDS, items_copy, peak_rss_mb, project_remove, setup_django
+
 TOPICS = ["sports", "finance", "travel", "science", "politics"]
 JOBS = 20
-
-
-def setup_django():
-    sys.path.insert(0, str(REPO))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
-    os.environ.setdefault("DEBUG", "true")  # in-process set-up uses the development settings, like the tests
-    import django
-
-    django.setup()
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def item_rows(n: int, seed: int = 11):
@@ -71,7 +52,7 @@ def item_rows(n: int, seed: int = 11):
             text, "{}", "llm", status, json.dumps([label]), "{}", "", "{}", "", is_audit,
             final, "", provenance, str(job), f"{rng.getrandbits(128):032x}{i:032x}"[:64], "1", str(required),
             str(required if status in ("accepted", "rejected") else 0),
-        ]) + "\n"
+        ])
 
 
 ITEM_COLUMNS = ("text", "extra", "source", "status", "proposed_labels", "llm_votes", "model_label", "model_scores",
@@ -93,15 +74,7 @@ def build(n: int) -> dict:
     AttributeDimension.objects.create(project=project, name="topic", values=TOPICS)
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
-        columns = ", ".join(ITEM_COLUMNS)
-        with cursor.copy(f"COPY annotation_item ({columns}, project_id, created_at, updated_at) FROM STDIN") as copy:
-            buffer = io.StringIO()
-            for k, row in enumerate(item_rows(n)):
-                buffer.write(row[:-1] + f"\t{project.pk}\tnow\tnow\n")
-                if k % 50_000 == 49_999:
-                    copy.write(buffer.getvalue())
-                    buffer = io.StringIO()
-            copy.write(buffer.getvalue())
+        items_copy(project=project, columns=ITEM_COLUMNS, rows=item_rows(n))
         # One decision per decided item, by one of three annotators, spread over 30 days.
         users = [u.pk for u in others]
         cursor.execute(
@@ -159,19 +132,6 @@ def time_page(project, lead, requests: int) -> dict:
             "poll_median_s": round(statistics.median(htmx), 3), "page_bytes": len(response.content)}
 
 
-def cleanup(built: dict) -> None:
-    from django.db import connection
-
-    project = built["project"]
-    with connection.cursor() as cursor:
-        # Reviews are append-only through the ORM; the bench removes its own rows directly.
-        cursor.execute("DELETE FROM annotation_review WHERE project_id = %s", [project.pk])
-        cursor.execute("DELETE FROM annotation_item WHERE project_id = %s", [project.pk])
-    project.delete()
-    for user in [built["lead"], *built["others"]]:
-        user.delete()
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000)
@@ -208,7 +168,7 @@ def main():
             "accuracy": snapshots["overview"].data["accuracy"],
         }
     finally:
-        cleanup(built)
+        project_remove(built["project"], [built["lead"], *built["others"]])
     print(json.dumps(result))
 
 

@@ -19,31 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-
-def setup_django() -> None:
-    tmp = tempfile.mkdtemp(prefix="bench-generation-")
-    os.environ.setdefault("SYNTHSTUDIO_VAR_DIR", tmp)
-    os.environ.setdefault("DATABASE_URL", f"sqlite:///{tmp}/bench.sqlite3")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
-    os.environ.setdefault("DEBUG", "true")  # in-process set-up uses the development settings, like the tests
-    os.environ["OPENAI_API_KEY"] = "bench"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+from common import REPO, setup_django
 
 
 def start_server(latency: float, fault_rate: float) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "llm_server.py"), "--port", "0", "--latency", str(latency),
+        [sys.executable, str(REPO / "tests" / "support" / "llm_server.py"), "--port", "0", "--latency", str(latency),
          "--fault-rate", str(fault_rate), "--retry-after", "0.2", "--seed", "11"],
         stdout=subprocess.PIPE, text=True,
     )
@@ -127,7 +109,8 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.2)
     parser.add_argument("--token-samples", type=int, default=200, help="samples per run of the prompt-token comparison")
     args = parser.parse_args()
-    setup_django()
+    os.environ["OPENAI_API_KEY"] = "bench"
+    setup_django(folder=tempfile.mkdtemp(prefix="bench-generation-"), migrate=True)
 
     server, url = start_server(args.latency, 0.0)
     try:

@@ -15,30 +15,17 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from common import LABELS, REPO, peak_rss_mb, project_remove, setup_django
+
+# Fewer words than the other benches' texts: the figures in RESULTS.md were measured on these.
 WORDS = ("what how why who where when which film city river price number year company song war book actor disease "
          "country team language animal colour planet law school food music game car bank island bridge").split()
-LABELS = ["description", "entity", "abbreviation", "human", "location", "numeric"]
-
-
-def setup_django():
-    sys.path.insert(0, str(REPO))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
-    os.environ.setdefault("DEBUG", "true")  # in-process set-up uses the development settings, like the tests
-    import django
-
-    django.setup()
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def generate(path: Path, rows: int, seed: int = 7) -> None:
@@ -190,12 +177,7 @@ def main() -> None:
     finally:
         path.unlink(missing_ok=True)
         tmp.rmdir()
-        with connection.cursor() as c:
-            # Reviews are append-only through the ORM; the bench removes its own rows directly.
-            c.execute("DELETE FROM annotation_review WHERE project_id = %s", [project.pk])
-            c.execute("DELETE FROM annotation_item WHERE project_id = %s", [project.pk])
-        project.delete()
-        user.delete()
+        project_remove(project, [user])
     print(json.dumps(results))
 
 

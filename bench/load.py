@@ -38,7 +38,6 @@ with it. The last line printed is one JSON object with every figure.
 """
 import argparse
 import http.client
-import io
 import json
 import os
 import random
@@ -58,24 +57,11 @@ from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from common import LABELS, REPO, WORDS, items_copy, project_remove, setup_django
+
 HOST = "127.0.0.1"
-WORDS = ("what how why who where when which film city river price number year company song war book actor disease "
-         "country team language animal colour planet law school food music game car bank island bridge great dull "
-         "slow quick bright dark warm cold long short").split()
-LABELS = ["description", "entity", "abbreviation", "human", "location", "numeric"]
 REJECT_REASONS = ["wrong_label", "low_quality", "duplicate"]
 HISTORIC_REVIEWERS = 3
-
-
-def setup_django() -> None:
-    sys.path.insert(0, str(REPO))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
-    os.environ.setdefault("DEBUG", "true")  # in-process set-up uses the development settings, like the tests
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
 
 
 def loadavg() -> list[float]:
@@ -93,17 +79,6 @@ def percentiles(samples: list[float]) -> dict:
 
 
 # --- Building the project --------------------------------------------------------------------------------------------
-
-def _copy_text(value) -> str:
-    """A Python value in PostgreSQL's COPY text format."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, (dict, list)):
-        value = json.dumps(value)
-    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
 
 # Columns the generator fills per row; every other column of the item table gets its model default.
 VARYING = ("text", "source", "status", "proposed_labels", "llm_confidence", "model_label", "model_scores", "ambiguity",
@@ -176,22 +151,9 @@ def build(n: int, annotators: int, password: str) -> dict:
                       requested=n // JOBS, produced=n // JOBS) for _ in range(JOBS)
     )
     started = time.perf_counter()
-    fields = [f for f in Item._meta.concrete_fields if f.attname != "id"]
-    constant = {f.attname: _copy_text(f.get_default()) for f in fields if f.attname not in VARYING}
-    constant.update(project_id=str(project.pk), created_at="now", updated_at="now")
-    columns = [*VARYING, *constant]
-    tail = "\t" + "\t".join(constant.values()) + "\n"
     table = connection.ops.quote_name(Item._meta.db_table)
     with transaction.atomic(), connection.cursor() as cursor:
-        quoted = ", ".join(connection.ops.quote_name(Item._meta.get_field(c).column) for c in columns)
-        with cursor.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
-            buffer = io.StringIO()
-            for k, row in enumerate(item_rows(n, [job.pk for job in jobs])):
-                buffer.write(row + tail)
-                if k % 50_000 == 49_999:
-                    copy.write(buffer.getvalue())
-                    buffer = io.StringIO()
-            copy.write(buffer.getvalue())
+        items_copy(project=project, columns=VARYING, rows=item_rows(n, [job.pk for job in jobs]))
         copy_s = time.perf_counter() - started
         # One decision per item people decided, by three past reviewers, spread over 30 days (never today, so the
         # annotators' own "today" counters start at zero).
@@ -231,19 +193,6 @@ def checkpoint() -> bool:
     finally:
         os.sync()  # and the operating system's own dirty pages (the database runs on this machine)
     return True
-
-
-def cleanup(built: dict) -> None:
-    from django.db import connection
-
-    project = built["project"]
-    with connection.cursor() as cursor:
-        # Reviews are append-only through the ORM; the bench removes its own rows directly.
-        cursor.execute("DELETE FROM annotation_review WHERE project_id = %s", [project.pk])
-        cursor.execute("DELETE FROM annotation_item WHERE project_id = %s", [project.pk])
-    project.delete()
-    for user in built["users"]:
-        user.delete()
 
 
 # --- Serving ---------------------------------------------------------------------------------------------------------
@@ -720,7 +669,7 @@ def main() -> None:
                             print(json.dumps(phase), flush=True)
                             result["load"].append(phase)
             finally:
-                cleanup(built)
+                project_remove(built["project"], built["users"])
             results.append(result)
     finally:
         server.stop()

@@ -15,31 +15,12 @@ Prints a table (median and 95th percentile in ms), then one JSON line last.
 """
 import argparse
 import json
-import os
 import random
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-
-def setup_django() -> None:
-    tmp = tempfile.mkdtemp(prefix="bench-queue-")
-    os.environ.setdefault("SYNTHSTUDIO_VAR_DIR", tmp)
-    os.environ.setdefault("DATABASE_URL", f"sqlite:///{tmp}/bench.sqlite3")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
-    os.environ.setdefault("DEBUG", "true")  # in-process set-up uses the development settings, like the tests
-    os.environ["LOG_LEVEL"] = "WARNING"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+from common import setup_django
 
 
 def build(n_items: int):
@@ -88,7 +69,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
-    setup_django()
+    setup_django(folder=tempfile.mkdtemp(prefix="bench-queue-"), migrate=True)
     from django.db import connection
 
     from annotation.items import selectors as browse

@@ -24,29 +24,21 @@ those folds' held-out items only). The last line printed is one JSON object with
 import argparse
 import csv
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from annotation_efficiency import first_crossings  # (bench/, the script's own folder)
+from common import setup_django
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 # The selection package lives in a Django app; settings are loaded, the database is never touched.
-os.environ.setdefault("SYNTHSTUDIO_VAR_DIR", tempfile.mkdtemp(prefix="synthstudio-ceiling-"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
-os.environ.setdefault("DEBUG", "true")  # in-process set-up uses the development settings, like the tests
-import django  # noqa: E402
-
-django.setup()
-
-from annotation_efficiency import first_crossings  # noqa: E402  (bench/, the script's own folder)
+setup_django(folder=tempfile.mkdtemp(prefix="synthstudio-ceiling-"))
 
 from annotation.selection.features import tfidf_features  # noqa: E402
 from annotation.selection.scoring import NBLogisticRegression  # noqa: E402

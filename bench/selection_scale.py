@@ -13,15 +13,13 @@ import csv
 import json
 import os
 import random
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psutil
-
-REPO = Path(__file__).resolve().parent.parent
+from common import setup_django
 
 
 class PeakRss:
@@ -50,24 +48,14 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--human", type=float, default=0.02)
     args = parser.parse_args()
-    var_dir = tempfile.mkdtemp(prefix="ss-scale-")
-    os.environ["SYNTHSTUDIO_VAR_DIR"] = var_dir
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
-    os.environ.setdefault("DEBUG", "true")  # in-process set-up uses the development settings, like the tests
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    sys.path.insert(0, str(REPO))
-    import django
-
-    django.setup()
+    setup_django(folder=tempfile.mkdtemp(prefix="ss-scale-"), migrate=True)
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
     from django.db import connection
 
     from annotation.models import Item, Label, Status
     from annotation.projects import services
     from annotation.selection import selection_run_round
 
-    call_command("migrate", verbosity=0)
     with args.path.open(encoding="utf-8", newline="") as f:
         source = [(r["text"], r.get("gold") or r["label"]) for r in csv.DictReader(f)]
     labels = sorted({g for _, g in source})

@@ -4,12 +4,17 @@ attribute dimensions. Views stay thin: access -> form -> service -> render or re
 Each lead page has one panel that HTMX swaps (``_..._panel.html`` / ``_..._form.html``); without JavaScript every form
 posts and redirects. The writes are in ``services.py`` (projects, members) and ``schema.py`` (labels, dimensions).
 """
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+from django import forms
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from annotation.errors import ServiceError
-from annotation.models import Label
+from annotation.models import Label, Membership
 from annotation.permissions import LEAD, MEMBER, project_view, user_view
 from annotation.projects import schema, selectors, services
 from annotation.projects.forms import (
@@ -22,6 +27,54 @@ from annotation.projects.forms import (
     ProjectSettingsForm,
 )
 from synthstudio.lib.pages import render_page
+
+
+@dataclass(frozen=True)
+class _ListPanel:
+    """A lead page listing the project's members, labels or dimensions above the form that adds one. The page is
+    ``<url>.html``, the panel htmx swaps as a whole ``_<url>_panel.html``; ``rows`` is the selector of what it lists,
+    passed to the templates as ``rows_as``."""
+
+    url: str
+    add_form: type[forms.Form]
+    rows_as: str
+    rows: Callable
+
+    def render(self, request, access, form: forms.Form):
+        return render_page(request, access, f"annotation/projects/{self.url}.html",
+                           partial=f"annotation/projects/_{self.url}_panel.html", form=form,
+                           **{self.rows_as: self.rows(project=access.project)})
+
+    def saved(self, request, access):
+        """After a change: the page again without JS (post/redirect/get); with htmx the panel, its form empty."""
+        if not request.htmx:
+            return redirect(self.url, project_id=access.project.id)
+        return self.render(request, access, self.add_form())
+
+    def add(self, request, access, create, *, done, error_field=None):
+        form = self.add_form(request.POST or None)
+        if _submitted(request, form, partial(create, project=access.project), done=done, error_field=error_field):
+            return self.saved(request, access)
+        return self.render(request, access, form)
+
+
+MEMBERS = _ListPanel("members", MemberAddForm, "members", selectors.project_members)
+LABELS = _ListPanel("labels", LabelForm, "labels", selectors.project_labels)
+DIMENSIONS = _ListPanel("attributes", AttributeForm, "dimensions", selectors.project_dimensions)
+
+
+def _submitted(request, form, save, *, done, error_field=None) -> bool:
+    """Whether a POSTed, valid ``form`` was taken by ``save`` (a service given the cleaned data); ``done`` of what it
+    returned is then the flash message. A refusal becomes the form's error, shown next to what the lead typed."""
+    if request.method != "POST" or not form.is_valid():
+        return False
+    try:
+        result = save(**form.cleaned_data)
+    except ServiceError as exc:
+        form.add_error(error_field, str(exc))
+        return False
+    messages.success(request, done(result))
+    return True
 
 
 @user_view
@@ -48,20 +101,13 @@ def project_detail(request, access):
     return render_page(request, access, "annotation/projects/project_detail.html", counts=counts)
 
 
+def _role_of(membership: Membership) -> str:
+    return f"{membership.user.username} is now {membership.get_role_display().lower()}."
+
+
 @project_view(LEAD)
 def members(request, access):
-    form = MemberAddForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            membership = services.membership_add(project=access.project, **form.cleaned_data)
-        except ServiceError as exc:
-            form.add_error("identifier", str(exc))
-        else:
-            messages.success(request, f"{membership.user.username} is now {membership.get_role_display().lower()}.")
-            if not request.htmx:
-                return redirect("members", project_id=access.project.id)
-            form = MemberAddForm()
-    return _render_members(request, access, form)
+    return MEMBERS.add(request, access, services.membership_add, done=_role_of, error_field="identifier")
 
 
 @require_POST
@@ -75,67 +121,35 @@ def member_update(request, access, membership_id):
             messages.success(request, f"{membership.user.username} was removed from the project.")
         elif form.is_valid():
             services.membership_set_role(membership=membership, role=form.cleaned_data["role"])
-            messages.success(request, f"{membership.user.username} is now {membership.get_role_display().lower()}.")
+            messages.success(request, _role_of(membership))
     except ServiceError as exc:
         messages.error(request, str(exc))
-    if not request.htmx:
-        return redirect("members", project_id=access.project.id)
-    return _render_members(request, access, MemberAddForm())
-
-
-def _render_members(request, access, form):
-    return render_page(request, access, "annotation/projects/members.html",
-                       partial="annotation/projects/_members_panel.html", form=form,
-                       members=selectors.project_members(project=access.project))
+    return MEMBERS.saved(request, access)
 
 
 @project_view(LEAD)
 def project_settings(request, access):
     project = access.project
     form = ProjectSettingsForm(request.POST or None, initial={f: getattr(project, f) for f in schema.PROJECT_FIELDS})
-    if request.method == "POST" and form.is_valid():
-        try:
-            schema.project_update(project=project, **form.cleaned_data)
-        except ServiceError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, "Settings saved.")
-            if not request.htmx:
-                return redirect("project_settings", project_id=project.id)
+    saved = _submitted(request, form, partial(schema.project_update, project=project), done=lambda _: "Settings saved.")
+    if saved and not request.htmx:
+        return redirect("project_settings", project_id=project.id)
     return render_page(request, access, "annotation/projects/settings.html",
                        partial="annotation/projects/_settings_form.html", form=form)
 
 
 @project_view(LEAD)
 def labels(request, access):
-    form = LabelForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            label = schema.label_create(project=access.project, **form.cleaned_data)
-        except ServiceError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"Label '{label.name}' added.")
-            if not request.htmx:
-                return redirect("labels", project_id=access.project.id)
-            form = LabelForm()
-    return _render_labels(request, access, form)
+    return LABELS.add(request, access, schema.label_create, done=lambda label: f"Label '{label.name}' added.")
 
 
 @project_view(LEAD)
 def label_edit(request, access, label_id):
     label = selectors.project_label_get(project=access.project, label_id=label_id)
     form = LabelForm(request.POST or None, initial=_label_initial(label))
-    if request.method == "POST" and form.is_valid():
-        try:
-            schema.label_update(label=label, user=request.user, **form.cleaned_data)
-        except ServiceError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"Label '{label.name}' saved.")
-            if not request.htmx:
-                return redirect("labels", project_id=access.project.id)
-            return _render_labels(request, access, LabelForm())
+    if _submitted(request, form, partial(schema.label_update, label=label, user=request.user),
+                  done=lambda saved: f"Label '{saved.name}' saved."):
+        return LABELS.saved(request, access)
     return _render_label_form(request, access, label, form)
 
 
@@ -156,23 +170,18 @@ def label_delete(request, access, label_id):
             messages.success(request, f"Label '{label.name}' deleted.")
     except ServiceError as exc:
         messages.error(request, str(exc))
-        if not request.htmx:
-            return redirect("label_edit", project_id=access.project.id, label_id=label.id)
-        return _render_label_form(request, access, label, LabelForm(initial=_label_initial(label)))
-    if not request.htmx:
-        return redirect("labels", project_id=access.project.id)
-    return _render_labels(request, access, LabelForm())
+        # Refused while the label is still there (in use, or its merge target went): back to its form. Deleted by
+        # someone else meanwhile, it has no form any more: the list, with the message.
+        if label in selectors.project_labels(project=access.project):
+            if not request.htmx:
+                return redirect("label_edit", project_id=access.project.id, label_id=label.id)
+            return _render_label_form(request, access, label, LabelForm(initial=_label_initial(label)))
+    return LABELS.saved(request, access)
 
 
 def _label_initial(label: Label) -> dict:
     return {"name": label.name, "description": label.description, "label_words": ", ".join(label.label_words),
             "hotkey": label.hotkey, "color": label.color, "order": label.order}
-
-
-def _render_labels(request, access, form):
-    return render_page(request, access, "annotation/projects/labels.html",
-                       partial="annotation/projects/_labels_panel.html", form=form,
-                       labels=selectors.project_labels(project=access.project))
 
 
 def _render_label_form(request, access, label, form):
@@ -183,34 +192,17 @@ def _render_label_form(request, access, label, form):
 
 @project_view(LEAD)
 def attributes(request, access):
-    form = AttributeForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            dimension = schema.attribute_create(project=access.project, **form.cleaned_data)
-        except ServiceError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"Dimension '{dimension.name}' added.")
-            if not request.htmx:
-                return redirect("attributes", project_id=access.project.id)
-            form = AttributeForm()
-    return _render_attributes(request, access, form)
+    return DIMENSIONS.add(request, access, schema.attribute_create,
+                          done=lambda dimension: f"Dimension '{dimension.name}' added.")
 
 
 @project_view(LEAD)
 def attribute_edit(request, access, dimension_id):
     dimension = selectors.project_dimension_get(project=access.project, dimension_id=dimension_id)
     form = AttributeForm(request.POST or None, initial={"name": dimension.name, "values": "\n".join(dimension.values)})
-    if request.method == "POST" and form.is_valid():
-        try:
-            schema.attribute_update(dimension=dimension, **form.cleaned_data)
-        except ServiceError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"Dimension '{dimension.name}' saved.")
-            if not request.htmx:
-                return redirect("attributes", project_id=access.project.id)
-            return _render_attributes(request, access, AttributeForm())
+    if _submitted(request, form, partial(schema.attribute_update, dimension=dimension),
+                  done=lambda saved: f"Dimension '{saved.name}' saved."):
+        return DIMENSIONS.saved(request, access)
     return render_page(request, access, "annotation/projects/attributes_edit.html",
                        partial="annotation/projects/_attribute_form.html", dimension=dimension, form=form)
 
@@ -221,12 +213,4 @@ def attribute_delete(request, access, dimension_id):
     dimension = selectors.project_dimension_get(project=access.project, dimension_id=dimension_id)
     schema.attribute_delete(dimension=dimension)
     messages.success(request, f"Dimension '{dimension.name}' deleted.")
-    if not request.htmx:
-        return redirect("attributes", project_id=access.project.id)
-    return _render_attributes(request, access, AttributeForm())
-
-
-def _render_attributes(request, access, form):
-    return render_page(request, access, "annotation/projects/attributes.html",
-                       partial="annotation/projects/_attributes_panel.html", form=form,
-                       dimensions=selectors.project_dimensions(project=access.project))
+    return DIMENSIONS.saved(request, access)

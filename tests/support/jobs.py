@@ -1,6 +1,8 @@
 """Generation jobs run in the test process: seed texts of two labels and a helper that creates a job and runs it."""
+from annotation.models import Source, Status
 from generation import services
 from generation.models import JobMode
+from tests.support.factories import make_item
 
 TEXTS = {
     "positive": ["A wonderful film with a brilliant cast and a moving story.",
@@ -10,6 +12,13 @@ TEXTS = {
                  "I hated the plot and the acting was terrible throughout.",
                  "A disappointing waste of two hours; the pacing was awful."],
 }
+
+
+def seed(project, texts=TEXTS) -> None:
+    """Accepted, imported items of each label in ``texts``: the exemplars a job's prompts show."""
+    for label, examples in texts.items():
+        for text in examples:
+            make_item(project, text, status=Status.ACCEPTED, proposed=(), final_labels=[label], source=Source.IMPORTED)
 
 
 def start(project, lead, *, mode=JobMode.LABEL_CONDITIONED, provider="openai", run=True, **options):

@@ -1,4 +1,5 @@
 """Main pages run a fixed number of queries, whatever the number of projects, members and items."""
+import pytest
 from django.urls import reverse
 
 from tests.support.factories import add_member, make_item, make_project, make_user
@@ -17,24 +18,10 @@ def count_queries(client, url, django_assert_max_num_queries, limit):
     return len(ctx.captured_queries)
 
 
-def test_home_query_count_does_not_grow(client, project, lead, django_assert_max_num_queries):
+@pytest.mark.parametrize("page", ["home", "members", "project_detail"])
+def test_the_query_count_does_not_grow(client, project, lead, django_assert_max_num_queries, page):
     client.force_login(lead)
-    small = count_queries(client, reverse("home"), django_assert_max_num_queries, 8)
-    grow(project, lead, 5)
-    assert count_queries(client, reverse("home"), django_assert_max_num_queries, 8) == small
-
-
-def test_members_query_count_does_not_grow(client, project, lead, django_assert_max_num_queries):
-    client.force_login(lead)
-    url = reverse("members", args=[project.id])
-    small = count_queries(client, url, django_assert_max_num_queries, 8)
-    grow(project, lead, 5)
-    assert count_queries(client, url, django_assert_max_num_queries, 8) == small
-
-
-def test_project_page_query_count_does_not_grow(client, project, lead, django_assert_max_num_queries):
-    client.force_login(lead)
-    url = reverse("project_detail", args=[project.id])
+    url = reverse(page) if page == "home" else reverse(page, args=[project.id])
     small = count_queries(client, url, django_assert_max_num_queries, 8)
     grow(project, lead, 5)
     assert count_queries(client, url, django_assert_max_num_queries, 8) == small

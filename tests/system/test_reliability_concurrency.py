@@ -2,15 +2,14 @@
 browser session, drain one queue; and two people save the same item at the same moment.
 """
 import re
-import threading
 from collections import Counter
 
 import pytest
-from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
 from annotation.models import Item, Review, ReviewAction, Status
+from tests.support.concurrency import at_once
 from tests.support.factories import add_member, make_item, make_project, make_user
 
 REVIEWERS = 32
@@ -19,25 +18,9 @@ FORM = re.compile(r'action="[^"]*/queue/items/(\d+)/".*?name="version" value="(\
 
 
 def in_threads(target, args_list):
-    barrier = threading.Barrier(len(args_list))
-    results, errors = {}, []
-
-    def run(key, *args):
-        try:
-            barrier.wait()
-            results[key] = target(*args)
-        except Exception as exc:  # reported by the assertion below, with the thread it happened in
-            errors.append((key, repr(exc)))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=a) for a in args_list]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert errors == []
-    return results
+    """``target(*args)`` for every (key, *args) at the same moment; the results by key."""
+    results = at_once(*(lambda args=args: target(*args[1:]) for args in args_list))
+    return {args[0]: result for args, result in zip(args_list, results)}
 
 
 @pytest.fixture

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from annotation.models import Item, Source, Status
+from annotation.models import Item
 from generation import services
 from generation.models import GenerationBatch, GenerationJob, JobEvent, JobMode, JobStatus
-from tests.support.factories import make_item
+from tests.support.jobs import seed
 from tests.support.llm_server import LLMServer
 from tests.support.runtime import port_open, require, start_worker, stop_worker, wait_for, worker_env
 
@@ -87,10 +87,7 @@ class Broker:
 
 @pytest.fixture
 def seeded(transactional_db, project):
-    for label, texts in SEEDS.items():
-        for text in texts:
-            make_item(project, text, status=Status.ACCEPTED, proposed=(), final_labels=[label],
-                      source=Source.IMPORTED)
+    seed(project, SEEDS)
     return project
 
 

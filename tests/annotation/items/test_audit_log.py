@@ -14,7 +14,7 @@ from annotation.queue import services as queue
 from annotation.selection import selection_run_round
 from generation.models import JobMode
 from tests.support.factories import add_member, make_item, make_project, make_user
-from tests.support.jobs import TEXTS, start
+from tests.support.jobs import seed, start
 
 SNAPSHOT = {"status", "text", "labels", "version"}
 
@@ -63,22 +63,11 @@ def test_an_item_change_cannot_smuggle_audited_fields():
         ItemChange(action=ReviewAction.ROUTE, fields={"text": "x", "status": "accepted"})
 
 
-@pytest.fixture
-def llm(llm_server, settings, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    settings.OPENAI_BASE_URL = llm_server.base_url
-    settings.OPENAI_TIMEOUT = 2
-    settings.OPENAI_MAX_RETRIES = 3
-    return llm_server
-
-
 def test_every_writer_logs_one_snapshot_shape(project, lead, annotator, llm):
     second = make_user("second")
     add_member(project, second)
     Label.objects.filter(project=project, name="positive").update(label_words=["wonderful", "loved"])
-    for label, texts in TEXTS.items():
-        for text in texts:
-            make_item(project, text, status=Status.ACCEPTED, proposed=(), final_labels=[label])
+    seed(project)
     pool = make_item(project, "A wonderful evening, I loved it.", status=Status.NEEDS_REVIEW, proposed=())
     unlabelled = make_item(project, "routed", status=Status.PROPOSED, proposed=())
     start(project, lead, mode=JobMode.LABEL_POOL, provider="offline", count=100)  # llm_label on the pool item

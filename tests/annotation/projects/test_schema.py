@@ -1,5 +1,6 @@
 """Project settings, labels and attribute dimensions: services and the lead pages."""
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from annotation.errors import ServiceError
@@ -289,6 +290,39 @@ def test_deleting_a_label_in_use_is_refused_and_offers_merge(client, lead, proje
     assert response.status_code == 302
     assert not Label.objects.filter(pk=neg.pk).exists()
     assert Item.objects.get(project=project).proposed_labels == ["positive"]
+
+
+@pytest.mark.parametrize("htmx", [False, True], ids=["no-js", "htmx"])
+@pytest.mark.parametrize("merge", [False, True], ids=["delete", "merge"])
+def test_a_delete_or_merge_of_a_label_deleted_meanwhile_goes_back_to_the_list(client, lead, project, merge, htmx):
+    """Another lead deletes the label after this request read it and before the service looked again: the refusal
+    cannot go back to the label's form (a 404 now), so it shows the list, with the message."""
+    client.force_login(lead)
+    neutral = schema.label_create(project=project, name="neutral")
+    label_reads = []
+
+    def delete_after_the_pages_read(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.lstrip().upper().startswith("SELECT") and "annotation_label" in sql:
+            label_reads.append(sql)
+            if len(label_reads) == 1:
+                with connection.cursor() as cursor:
+                    cursor.execute("DELETE FROM annotation_label WHERE id = %s", [neutral.pk])
+        return result
+
+    data = {"merge_into": label(project, "positive").id} if merge else {}
+    headers = {"HX-Request": "true"} if htmx else {}
+    with connection.execute_wrapper(delete_after_the_pages_read):
+        response = client.post(reverse("label_delete", args=[project.id, neutral.id]), data, headers=headers,
+                               follow=True)
+    body = response.content.decode().replace("&#x27;", "'")
+    assert response.status_code == 200
+    assert "The label 'neutral' was deleted or merged by someone else meanwhile" in body
+    if htmx:
+        assert body.startswith('<div id="labels-panel">') and "Add a label" in body
+    else:
+        assert response.redirect_chain == [(reverse("labels", args=[project.id]), 302)]
+    assert not Label.objects.filter(pk=neutral.pk).exists()
 
 
 def test_attributes_pages_add_edit_delete(client, lead, project):

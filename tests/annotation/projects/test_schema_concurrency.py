@@ -5,7 +5,6 @@ service: the race is between that read and the write. Afterwards no item may car
 lead who lost is told why.
 """
 import re
-import threading
 from collections import Counter
 from contextlib import contextmanager
 
@@ -20,6 +19,7 @@ from annotation.projects import schema
 from annotation.projects.selectors import project_items_with_unknown_labels
 from annotation.queue.services import item_review
 from annotation.selection import selection_request_round
+from tests.support.concurrency import at_once, started_at_once
 from tests.support.factories import add_member, make_item, make_project, make_user
 from tests.support.runtime import wait_for
 
@@ -27,29 +27,9 @@ ITEMS = 200
 
 
 def in_threads(*calls):
-    """Run each call in its own thread, released together by a barrier; returns ("ok", value) or ("refused", message)
-    per call, in order. Any other exception fails the test, naming the call."""
-    barrier = threading.Barrier(len(calls))
-    results, errors = [None] * len(calls), []
-
-    def run(index, call):
-        try:
-            barrier.wait()
-            results[index] = ("ok", call())
-        except ServiceError as exc:
-            results[index] = ("refused", str(exc))
-        except Exception as exc:  # reported by the assertion below, with the call it happened in
-            errors.append((index, repr(exc)))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert errors == []
-    return results
+    """The calls at the same moment: ("ok", value) or ("refused", message) per call, in order."""
+    return [("refused", str(r)) if isinstance(r, ServiceError) else ("ok", r)
+            for r in at_once(*calls, refused=ServiceError)]
 
 
 @pytest.fixture
@@ -161,24 +141,13 @@ def lock_waiters() -> int:
         return cursor.fetchone()[0]
 
 
-def post_in_threads(requests):
-    """POST each (user, url, data) from its own thread and client at once; returns the responses in order."""
-    results, errors = [None] * len(requests), []
-
-    def run(index, user, url, data):
-        try:
-            client = Client()
-            client.force_login(user)
-            results[index] = client.post(url, data)
-        except Exception as exc:  # reported by the assertion below, with the request it happened in
-            errors.append((index, repr(exc)))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, *r)) for i, r in enumerate(requests)]
-    for t in threads:
-        t.start()
-    return threads, results, errors
+def post_as(user, url, data):
+    """A POST by ``user`` from a client of its own, to run in a thread."""
+    def post():
+        client = Client()
+        client.force_login(user)
+        return client.post(url, data)
+    return post
 
 
 CREATES = {
@@ -196,10 +165,8 @@ def test_two_leads_creating_the_same_name_at_once_get_the_form_error_not_a_500(t
     add_member(project, ben, role=Role.LEAD)
     url = reverse(page, args=[project.id])
     with queued_on(model._meta.db_table, waiters=2):
-        threads, responses, errors = post_in_threads([(ana, url, data), (ben, url, data)])
-    for t in threads:
-        t.join(timeout=300)
-    assert errors == []
+        finish = started_at_once(post_as(ana, url, data), post_as(ben, url, data))
+    responses = finish()
     assert sorted(r.status_code for r in responses) == [200, 302]
     refused = next(r for r in responses if r.status_code == 200).content.decode()
     assert error in refused.replace("&#x27;", "'")
@@ -216,25 +183,17 @@ def test_a_rename_waiting_for_an_item_under_review_lets_that_review_ask_for_a_ro
     add_member(project, annotator)
     item = next(i for i in Item.objects.filter(project=project).order_by("id") if i.proposed_labels == ["positive"])
     positive = label(project, "positive")
-    renamed = []
 
-    def rename_to_beta():
-        try:
-            renamed.append(schema.label_update(label=positive, user=lead, name="beta", hotkey=positive.hotkey).name)
-        except Exception as exc:  # a deadlock lands here; reported by the assertion below
-            renamed.append(repr(exc))
-        finally:
-            connection.close()
+    def rename_to_beta():  # a deadlock fails the test here, naming this call
+        return schema.label_update(label=positive, user=lead, name="beta", hotkey=positive.hotkey).name
 
     with transaction.atomic():
         item_review(project=project, item_id=item.pk, user=annotator, action="accept", expected_version=item.version)
-        thread = threading.Thread(target=rename_to_beta)
-        thread.start()
+        finish = started_at_once(rename_to_beta)
         wait_for(lambda: lock_waiters() >= 1, what="the rename waiting for the item under review", interval=0.01)
         # What item_review's selection_maybe_schedule does when a round is due, at the worst moment.
         selection_request_round(project.pk, force=True)
-    thread.join(timeout=300)
-    assert renamed == ["beta"]
+    assert finish() == ["beta"]
     item.refresh_from_db()
     assert (item.status, item.final_labels) == (Status.ACCEPTED, ["beta"])
     assert project_items_with_unknown_labels(project=project).count == 0

@@ -2,40 +2,23 @@
 
 On PostgreSQL this exercises ``SELECT ... FOR UPDATE SKIP LOCKED``; on SQLite the conditional UPDATE.
 """
-import threading
 from collections import Counter
 
 import pytest
-from django.db import connection
 
 from annotation.errors import ServiceError
 from annotation.models import Item, Review, ReviewAction
 from annotation.queue import services as queue
+from tests.support.concurrency import at_once
 from tests.support.factories import add_member, make_item, make_project, make_user
 
 WORKERS = 4
 
 
 def run_in_threads(target, users):
-    barrier = threading.Barrier(len(users))
-    results, errors = {}, []
-
-    def work(user):
-        try:
-            barrier.wait()
-            results[user.username] = target(user)
-        except Exception as exc:  # surfaced by the assertion below with its thread's user
-            errors.append((user.username, repr(exc)))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work, args=(user,)) for user in users]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
-    return results
+    """``target(user)`` for every user at the same moment; the results by username."""
+    results = at_once(*(lambda user=user: target(user) for user in users))
+    return {user.username: result for user, result in zip(users, results)}
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from annotation.selection import selection_run_round
 from generation.models import JobMode
 from synthstudio.celery import app as celery_app
 from tests.support.factories import make_pool
-from tests.support.jobs import TEXTS, start
+from tests.support.jobs import seed, start
 
 
 @pytest.fixture
@@ -20,9 +20,7 @@ def eager():
 
 
 def test_a_finished_generation_job_routes_its_items(project, lead, eager, django_capture_on_commit_callbacks):
-    for label, texts in TEXTS.items():
-        for text in texts:
-            Item.objects.create(project=project, text=text, status=Status.ACCEPTED, final_labels=[label])
+    seed(project)
     with django_capture_on_commit_callbacks(execute=True):
         job = start(project, lead, provider="offline", mode=JobMode.LABEL_CONDITIONED, count=12,
                     samples_per_request=2, requests_per_batch=3, filters={"leakage_words": 0})
@@ -83,9 +81,7 @@ def test_a_burst_of_reviews_queues_one_round_until_it_starts(project, annotator,
 
 
 def test_jobs_ending_together_queue_one_routing_round(project, lead, django_capture_on_commit_callbacks):
-    for label, texts in TEXTS.items():
-        for text in texts:
-            Item.objects.create(project=project, text=text, status=Status.ACCEPTED, final_labels=[label])
+    seed(project)
     queued = []
     for _ in range(2):
         with django_capture_on_commit_callbacks() as callbacks:
