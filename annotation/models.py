@@ -17,6 +17,7 @@ class Role(models.TextChoices):
 
 
 class RoutingMode(models.TextChoices):
+    TARGET = "target", "Target accuracy (certified)"
     BUDGET = "budget", "Review budget (top share most ambiguous)"
     THRESHOLD = "threshold", "Uncertainty threshold"
 
@@ -30,11 +31,16 @@ class Project(models.Model):
     archived_at = models.DateTimeField(null=True, blank=True)
 
     # Review policy, used by annotation/selection.py.
-    routing_mode = models.CharField(max_length=16, choices=RoutingMode.choices, default=RoutingMode.BUDGET)
+    routing_mode = models.CharField(max_length=16, choices=RoutingMode.choices, default=RoutingMode.TARGET)
     review_budget = models.FloatField(default=0.2, help_text="Share of scored items sent to review (budget mode).")
     review_threshold = models.FloatField(default=0.5, help_text="Ambiguity above which an item is reviewed.")
     audit_rate = models.FloatField(default=0.05, help_text="Share of would-be auto-accepted items sampled for audit.")
     target_accuracy = models.FloatField(default=0.98)
+    review_cap = models.PositiveIntegerField(null=True, blank=True, help_text="At most this many items reviewed by "
+                                             "people in total; empty: no cap.")
+    # What the latest scoring round decided (annotation/selection/rounds.py ``_state``): pages read it, so showing the
+    # calibration, the LLM's measured accuracy and the certificate costs no query.
+    routing_state = models.JSONField(default=dict, blank=True)
     retrain_every = models.PositiveIntegerField(default=50, help_text="Retrain after this many new human reviews.")
     auto_accept_paused = models.BooleanField(default=False)
     auto_accept_paused_reason = models.TextField(blank=True)
@@ -53,6 +59,14 @@ class Project(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def routing_sentences(self):
+        """The routing state in plain sentences, for the banner on every lead page (reads the row, no query)."""
+        # annotation.selection imports this module; importing it back at call time avoids the cycle.
+        from annotation.selection.estimates import routing_sentences
+
+        return routing_sentences(self.routing_state)
 
 
 class Membership(models.Model):
@@ -167,6 +181,8 @@ class Item(models.Model):
     ambiguity = models.FloatField(null=True, blank=True, help_text="combined routing score; higher = review sooner")
     route_reason = models.CharField(max_length=200, blank=True)
     is_audit = models.BooleanField(default=False)
+    # Drawn into the calibration sample people review before anything is auto-accepted (annotation/selection/rounds.py).
+    is_calibration = models.BooleanField(default=False)
     scored_round = models.PositiveIntegerField(null=True, blank=True)
 
     final_labels = models.JSONField(default=list, blank=True)

@@ -26,28 +26,14 @@ weak_labels when used).
 import argparse
 import csv
 import json
-import os
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from common import setup_django
+
 THRESHOLDS = (0.95, 0.98, 0.99)
-
-
-def setup_django(var_dir: str) -> None:
-    os.environ["SYNTHSTUDIO_VAR_DIR"] = var_dir
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synthstudio.settings")
-    os.environ.setdefault("DEBUG", "true")  # in-process set-up uses the development settings, like the tests
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    sys.path.insert(0, str(REPO))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
 
 
 def read_rows(path: Path, weak_labels: int, limit: int, seed: int) -> list[dict]:
@@ -121,7 +107,9 @@ def make_project(rows: list[dict], *, name: str, audit_rate: float, budget: floa
     project = services.project_create(name=name, lead=lead)
     labels = sorted({r["gold"] for r in rows} | {r["llm_label"] for r in rows if r["llm_label"]})
     Label.objects.bulk_create(Label(project=project, name=label, order=i) for i, label in enumerate(labels))
-    Project.objects.filter(pk=project.pk).update(audit_rate=audit_rate, review_budget=budget,
+    # Budget mode with no target: the curve measures how well the router orders the reviews; the calibration sample
+    # every project reviews first (30 items with no target) counts among the reviews.
+    Project.objects.filter(pk=project.pk).update(audit_rate=audit_rate, review_budget=budget, routing_mode="budget",
                                                  retrain_every=batch_reviews, target_accuracy=0.0)
     project.refresh_from_db()
     services.membership_add(project=project, identifier=reviewer.username, role="annotator")
@@ -130,9 +118,10 @@ def make_project(rows: list[dict], *, name: str, audit_rate: float, budget: floa
         path = Path(tmp) / "items.csv"
         with path.open("w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["text", "llm_label", "llm_confidence", "gold", "row"])
+            # Gold stays here, in ``rows``: only the simulated reviewer reads it, never the app.
+            writer.writerow(["text", "llm_label", "llm_confidence", "row"])
             for i, r in enumerate(rows):
-                writer.writerow([r["text"], r["llm_label"], r.get("llm_confidence", ""), r["gold"], i])
+                writer.writerow([r["text"], r["llm_label"], r.get("llm_confidence", ""), i])
         options = ImportOptions(format="csv", llm_label_column="llm_label", duplicates="keep",
                                 llm_confidence_column="llm_confidence" if has_conf else "")
         report = import_validate(project=project, path=path, options=options)
@@ -208,6 +197,9 @@ def audit_coverage(rows: list[dict], seeds: int, log) -> float:
         project, reviewer = make_project(rows, name=f"bench audit {seed}", audit_rate=0.05, budget=0.1,
                                          batch_reviews=10**6)
         row_of = row_index(project)
+        # The first round draws the calibration sample; once it is reviewed the second one routes by the budget.
+        selection_run_round(project=project, trigger="bench")
+        review_queue(project, reviewer, rows, row_of)
         selection_run_round(project=project, trigger="bench")
         from annotation.queue.services import item_review
 
@@ -242,7 +234,7 @@ def main() -> None:
         print(message, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="ss-bench-") as var_dir:
-        setup_django(var_dir)
+        setup_django(folder=var_dir, migrate=True)
         rows = read_rows(args.path, args.weak_labels, args.limit, seed=0)
         n = len(rows)
         llm_accuracy = round(sum(r["llm_label"] == r["gold"] for r in rows) / n, 4)

@@ -5,7 +5,8 @@ streaming writer of items, the PostgreSQL COPY path of the base columns, the wri
 pages and the command read it; a format it does not list is an error.
 
 Columns: ``id, text, labels, status, source``; with provenance also ``created_at, job_id, conditions, model,
-llm_confidence, model_label, ambiguity, scores, reviewer, review_action, reviewed_at``. ``labels`` are the item's
+llm_confidence, model_label, ambiguity, scores, reviewer, review_action, reviewed_at``; with ``mark_verified`` last
+``verified``. ``labels`` are the item's
 final labels if a person decided, else the LLM's proposal. ``reviewer``/``review_action`` come from the item's last
 Review row (loaded once per batch, not per item).
 
@@ -14,6 +15,10 @@ with ``|`` (see ``annotation.io.importing.join_labels``; label names cannot cont
 as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or CR) get a leading ``'``, and so does a cell that already
 starts with ``'`` before one of those, so the importer can undo it exactly. Nested values (conditions, scores) are
 JSON text.
+
+Verified items: those a person accepted, and the auto-accepted ones while the project's routing certificate holds
+(``Project.routing_state`` phase "reached", annotation/selection/rounds.py). The lead's export page exports only
+those unless asked for everything, and then marks each row (``ExportFilters.mark_verified``, always the Python path).
 
 JSONL: one object per line, ``labels`` a list, nested values (conditions, scores) JSON text so every line has the same
 column types (what pandas and the ``datasets`` JSON loader need). No formula protection: JSON is not opened by
@@ -42,7 +47,7 @@ from django.utils import timezone
 
 from annotation.errors import ServiceError
 from annotation.io.importing import join_labels
-from annotation.models import Item, Project, Review
+from annotation.models import Item, Project, Review, Status
 from synthstudio.lib import sql
 
 BATCH = 5000
@@ -63,6 +68,15 @@ class ExportFilters:
     label: str = ""
     created_from: date | None = None
     created_to: date | None = None
+    verified_only: bool = False  # only the verified items (module docstring)
+    mark_verified: bool = False  # add the ``verified`` column
+
+
+def verified_statuses(project: Project) -> tuple[str, ...]:
+    """People's decisions, and the auto-accepted items only while the target is certified (module docstring)."""
+    if project.routing_state.get("phase") == "reached":
+        return Status.ACCEPTED, Status.AUTO_ACCEPTED
+    return (Status.ACCEPTED,)
 
 
 def neutralise(cell: str) -> str:
@@ -74,6 +88,8 @@ def neutralise(cell: str) -> str:
 
 def export_queryset(*, project: Project, filters: ExportFilters):
     qs = Item.objects.filter(project=project, archived_at__isnull=True)
+    if filters.verified_only:
+        qs = qs.filter(status__in=verified_statuses(project))
     if filters.statuses:
         qs = qs.filter(status__in=filters.statuses)
     if filters.source:
@@ -229,6 +245,9 @@ def export_stream(*, project: Project, fmt: str, filters: ExportFilters, provena
     def batches():
         return export_records(project=project, filters=filters, provenance=provenance)
 
+    if filters.mark_verified:
+        verified = verified_statuses(project)
+        return spec.write_items(batches(), provenance, verified=lambda status: status in verified)
     if provenance:
         return spec.write_items(batches(), True)  # joined with each batch's last reviews: Python on every database
     return sql.rows_formatted(
@@ -239,19 +258,19 @@ def export_stream(*, project: Project, fmt: str, filters: ExportFilters, provena
 
 # --- CSV -------------------------------------------------------------------------------------------------------------
 
-def _csv_items(batches: Iterator[list[ExportRow] | list[ProvenanceRow]], provenance: bool) -> Iterator[str]:
+def _csv_items(batches: Iterator[list[ExportRow] | list[ProvenanceRow]], provenance: bool,
+               verified: Callable[[str], bool] | None = None) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns(provenance))
+    writer.writerow(columns(provenance) + (["verified"] if verified else []))
     for batch in batches:
-        if provenance:
-            writer.writerows([
-                (r.id, neutralise(r.text), r.labels.csv, r.status, r.source, r.created_at, _blank(r.job_id),
-                 _json_cell(r.conditions), neutralise(r.model), _blank(r.llm_confidence), neutralise(r.model_label),
-                 _blank(r.ambiguity), _json_cell(r.scores), neutralise(r.reviewer), r.review_action,
-                 _blank(r.reviewed_at))
-                for r in batch
-            ])
+        if verified:
+            writer.writerows([(r.id, neutralise(r.text), r.labels.csv, r.status, r.source,
+                               *(_csv_provenance(r) if provenance else ()), _bool(verified(r.status)))
+                              for r in batch])
+        elif provenance:
+            writer.writerows([(r.id, neutralise(r.text), r.labels.csv, r.status, r.source, *_csv_provenance(r))
+                              for r in batch])
         else:
             # The base columns are written by hand (the csv module's per-row overhead is most of an export's time):
             # id is an int, status and source are enum names, the label cell is quoted once per distinct cell.
@@ -261,6 +280,16 @@ def _csv_items(batches: Iterator[list[ExportRow] | list[ProvenanceRow]], provena
         buffer.seek(0)
         buffer.truncate()
     yield buffer.getvalue()
+
+
+def _csv_provenance(r: ProvenanceRow) -> tuple:
+    return (r.created_at, _blank(r.job_id), _json_cell(r.conditions), neutralise(r.model), _blank(r.llm_confidence),
+            neutralise(r.model_label), _blank(r.ambiguity), _json_cell(r.scores), neutralise(r.reviewer),
+            r.review_action, _blank(r.reviewed_at))
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
 
 
 def _csv_items_copy(rows: QuerySet, label: str) -> sql.CopySelect:
@@ -314,7 +343,8 @@ def _json_cell(value) -> str:
 
 # --- JSONL -----------------------------------------------------------------------------------------------------------
 
-def _jsonl_items(batches: Iterator[list[ExportRow] | list[ProvenanceRow]], provenance: bool) -> Iterator[str]:
+def _jsonl_items(batches: Iterator[list[ExportRow] | list[ProvenanceRow]], provenance: bool,
+                 verified: Callable[[str], bool] | None = None) -> Iterator[str]:
     # Lines are assembled from pre-encoded parts: the same JSON as json.dumps(ensure_ascii=False) of the whole object,
     # without building a dict per row.
     string = json.encoder.encode_basestring
@@ -325,10 +355,11 @@ def _jsonl_items(batches: Iterator[list[ExportRow] | list[ProvenanceRow]], prove
         if provenance:
             lines = [line + ", " + dumps(dict(zip(PROVENANCE_COLUMNS, (
                 r.created_at, r.job_id, _json_text(r.conditions), r.model, r.llm_confidence, r.model_label,
-                r.ambiguity, _json_text(r.scores), r.reviewer, r.review_action, r.reviewed_at), strict=True)))[1:]
+                r.ambiguity, _json_text(r.scores), r.reviewer, r.review_action, r.reviewed_at), strict=True)))[1:-1]
                 for line, r in zip(lines, batch, strict=True)]
-        else:
-            lines = [line + "}" for line in lines]
+        if verified:
+            lines = [f'{line}, "verified": {_bool(verified(r.status))}' for line, r in zip(lines, batch, strict=True)]
+        lines = [line + "}" for line in lines]
         lines.append("")
         yield "\n".join(lines)
 
@@ -400,7 +431,8 @@ class ExportFormat:
     content_type: str
     extensions: tuple[str, ...]  # the first names a download; any of them names the format of a file to write
     description: str
-    write_items: Callable[[Iterator[list], bool], Iterator[str]]  # batches of ExportRow / ProvenanceRow -> text
+    # Batches of ExportRow / ProvenanceRow -> text; called with ``verified=`` (status -> bool) for a marked export.
+    write_items: Callable[..., Iterator[str]]
     copy_items: Callable[[QuerySet, str], sql.CopySelect]  # PostgreSQL: base columns of rows with the label filter
     write_reviews: Callable[[Iterator[list[dict]]], Iterator[str]]
 

@@ -33,8 +33,15 @@ class ImportForm(forms.Form):
 
 class ExportForm(forms.Form):
     format = forms.ChoiceField(choices=lambda: [(f.name, f.label) for f in EXPORT_FORMATS.values()], initial="csv")
+    include = forms.ChoiceField(
+        choices=[("verified", "Verified items only: accepted by a person, or auto-accepted while the target is "
+                              "certified"),
+                 ("all", "Everything, with a verified column saying which rows are")],
+        initial="verified", required=False, widget=forms.RadioSelect, label="Items",
+    )
     status = forms.MultipleChoiceField(choices=Status.choices, required=False,
-                                       widget=forms.CheckboxSelectMultiple, help_text="None ticked: every status.")
+                                       widget=forms.CheckboxSelectMultiple,
+                                       help_text="Ticked: exactly these statuses. None ticked: as chosen above.")
     source = forms.ChoiceField(choices=[("", "any")] + list(Source.choices), required=False)
     label = forms.ChoiceField(required=False, help_text="Only items that carry this label (final, else proposed).")
     created_from = forms.DateField(required=False, label="Created on or after",
@@ -49,6 +56,10 @@ class ExportForm(forms.Form):
         super().__init__(*args, **kwargs)
         names = project.labels.values_list("name", flat=True)
         self.fields["label"].choices = [("", "any")] + [(n, n) for n in names]
+
+    def clean_include(self):
+        # A form sent without the choice (an older link, a script) gets the safe default.
+        return self.cleaned_data["include"] or "verified"
 
     @property
     def formats(self):

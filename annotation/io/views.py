@@ -48,7 +48,7 @@ def export_page(request, access):
     form = ExportForm(request.GET or None, project=access.project)
     count = None
     if not form.is_bound or form.is_valid():
-        filters = _filters(form) if form.is_bound else exporting.ExportFilters()
+        filters = _filters(form) if form.is_bound else exporting.ExportFilters(verified_only=True)
         count = exporting.export_count(project=access.project, filters=filters)
     return render_page(request, access, "annotation/io/export.html", partial="annotation/io/_export_count.html",
                        form=form, count=count)
@@ -85,4 +85,6 @@ def audit_log_download(request, access):
 def _filters(form) -> exporting.ExportFilters:
     data = form.cleaned_data
     return exporting.ExportFilters(statuses=tuple(data["status"]), source=data["source"], label=data["label"],
-                                   created_from=data["created_from"], created_to=data["created_to"])
+                                   created_from=data["created_from"], created_to=data["created_to"],
+                                   verified_only=data["include"] == "verified" and not data["status"],
+                                   mark_verified=data["include"] == "all")

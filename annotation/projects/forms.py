@@ -41,7 +41,11 @@ class ProjectSettingsForm(forms.Form):
     audit_rate = forms.FloatField(min_value=0, max_value=1, label="Audit rate",
                                   help_text="Share of would-be auto-accepted items reviewed anyway, to measure "
                                             "accuracy.")
-    target_accuracy = forms.FloatField(min_value=0.5, max_value=1, label="Target accuracy")
+    target_accuracy = forms.FloatField(min_value=0.5, max_value=1, label="Target accuracy",
+                                       help_text="In target mode, items are auto-accepted only as far as the whole "
+                                                 "dataset stays at or above it with 95% confidence.")
+    review_cap = forms.IntegerField(min_value=1, max_value=10_000_000, required=False, label="Review cap",
+                                    help_text="At most this many items reviewed by people in total; empty: no cap.")
     retrain_every = forms.IntegerField(min_value=1, max_value=100000, label="Retrain after this many reviews")
     overlap_rate = forms.FloatField(min_value=0, max_value=1, label="Overlap rate",
                                     help_text="Share of items reviewed by several people, for agreement measures.")

@@ -37,7 +37,7 @@ SCHEMA_LOCK_SPACE = zlib.crc32(b"synthstudio.label_schema") - 2**31
 
 PROJECT_FIELDS = (
     "name", "description", "multi_label", "routing_mode", "review_budget", "review_threshold", "audit_rate",
-    "target_accuracy", "retrain_every", "overlap_rate", "overlap_k",
+    "target_accuracy", "review_cap", "retrain_every", "overlap_rate", "overlap_k",
 )
 
 

@@ -54,7 +54,7 @@ from annotation.models import (
     ReviewAction,
     Status,
 )
-from annotation.selection import selection_maybe_schedule
+from annotation.selection import selection_maybe_schedule, selection_request_round
 from synthstudio.lib.prepared import Prepared
 
 ACTIONS = ("accept", "edit", "reject", "skip")
@@ -241,11 +241,25 @@ def item_review(
 
     common = {"user": user, "reason": reason if logged == ReviewAction.REJECT else "", "note": note,
               "time_spent_ms": time_spent_ms}
+    first_decision = item.status == Status.NEEDS_REVIEW
     review = item_transition(item=item, to=verdict, action=logged, final_labels=final_labels, text=new_text,
-                             second_opinion=item.status != Status.NEEDS_REVIEW, **common)
+                             second_opinion=not first_decision, **common)
     # Every ``retrain_every`` human decisions the model retrains and re-routes (queued once this transaction commits).
-    selection_maybe_schedule(project.pk)
+    # The last calibration decision ends the calibration phase: the round that may auto-accept runs at once.
+    if first_decision and item.is_calibration and _calibration_done(project):
+        selection_request_round(project.pk, force=True)
+    else:
+        selection_maybe_schedule(project.pk)
     return review
+
+
+def _calibration_done(project: Project) -> bool:
+    """Whether a person has decided every calibration item. Calibration decisions check it one at a time, under the
+    project row's lock: two reviewers deciding the last two items at once would otherwise each still see the other's
+    item open (neither has committed) and neither would ask for the round."""
+    Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True).first()
+    return not Item.objects.filter(project=project, is_calibration=True, archived_at__isnull=True).exclude(
+        status__in=FINAL_STATUSES).exists()
 
 
 def _edited_text(item: Item, text: str | None) -> str | None:

@@ -5,7 +5,10 @@
 - ``scoring``: the classifier committee, the per-item signals (modAL) and how they combine (read its docstring).
 - ``rounds``: a train + rescore + route round under a per-project lock, the review-count trigger, the lead's decision
   on a paused auto-accept.
-- ``estimates``: accuracy of auto-accepted items and of the whole dataset from the audit sample (Wilson intervals).
+- ``calibration``: the calibration sample's size and draw, the error model over ambiguity, the dataset's 95% lower
+  bound, how much the target lets be auto-accepted, and when the LLM is unreliable (pure numpy/scipy).
+- ``estimates``: accuracy of auto-accepted items and of the whole dataset from the audit sample (Wilson intervals);
+  ``routing_sentences``, the routing state (``Project.routing_state``) in the sentences lead pages show.
 """
 from annotation.selection.estimates import accuracy_estimate, audit_proportion, routing_overview, wilson_interval
 from annotation.selection.rounds import (

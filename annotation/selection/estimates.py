@@ -128,3 +128,43 @@ def routing_overview(*, project: Project, rounds: int = 5) -> RoutingOverview:
         running=any(r.state == ScoringRound.State.RUNNING for r in latest),
         reviews_since_last_round=selection_reviews_since_last_round(project=project),
     )
+
+
+@dataclass(frozen=True)
+class RoutingSentences:
+    """What the latest round decided (``Project.routing_state``), in the plain sentences every lead page shows."""
+
+    headline: str  # calibrating / unreliable / not yet / reached
+    llm: str  # how often the LLM's label stood among the items people checked
+    unreliable: bool
+
+
+def routing_sentences(state: dict) -> RoutingSentences | None:
+    """None before the first round that could score the project."""
+    phase = state.get("phase")
+    if not phase:
+        return None
+    llm = state.get("llm")
+    llm_line = ""
+    if llm:
+        llm_line = (f"The LLM's labels were right on {llm['right']} of {llm['n']} checked items "
+                    f"({llm['right'] / llm['n']:.0%}, 95% interval {llm['low']:.0%}-{llm['high']:.0%}).")
+    target = state["target"]
+    if phase == "calibrating":
+        calibration = state["calibration"]
+        headline = (f"Calibrating: {calibration['done']} of {calibration['size']} items reviewed; nothing is "
+                    "auto-accepted until then.")
+    elif phase == "unreliable":
+        headline = f"{llm_line} Auto-accept is off; items need people or a better LLM/prompt."
+    elif phase == "reached":
+        headline = (f"Target {target:.0%} reached with 95% confidence (estimate {state['estimate']:.1%}, lower bound "
+                    f"{state['lower_bound']:.1%}), {state['reviews']} reviews so far; reviewing more will not change "
+                    "the export.")
+    else:
+        headline = f"Not yet at the {target:.0%} target: about {state['remaining']} more reviews expected"
+        if state.get("lower_bound") is not None:
+            headline += f" (now: estimate {state['estimate']:.1%}, lower bound {state['lower_bound']:.1%})"
+        headline += "."
+    if state.get("cap_reached"):
+        headline += f" The review cap ({state['cap']} items) is reached: the target cannot be certified within it."
+    return RoutingSentences(headline=headline, llm=llm_line, unreliable=phase == "unreliable")

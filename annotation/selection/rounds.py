@@ -5,14 +5,33 @@ holds SQLite's write lock (IMMEDIATE transactions), checks that no round is runn
 row. A round that has been running longer than ``ROUND_STALE_AFTER`` is taken for dead (its worker was killed) and
 marked failed.
 
-Routing, for each item that is not final (proposed, needs_review, auto_accepted):
+Routing, for each item that is not final (proposed, needs_review, auto_accepted), in three phases that
+``calibration`` computes the numbers for (read its docstring) and ``Project.routing_state`` records for the pages:
 
-- no LLM label (abstained) -> review, always;
-- the policy's review set -> review. Budget mode: the most ambiguous open items, as many as keep the project's
-  human-reviewed plus queued items at ``review_budget`` of all items; threshold mode: ambiguity >= ``review_threshold``;
-- otherwise the item would be auto-accepted. A stable pseudo-random share ``audit_rate`` of items (a hash of project and
-  item, so the sample does not grow round after round) goes to review instead, flagged ``is_audit``;
-- while auto-accept is paused, would-be auto-accepted items stay where they are.
+- no LLM label (abstained) -> review, always, in every phase;
+- calibrating: while the project has no complete calibration sample, a round draws one (its size from
+  ``target_accuracy``, stratified by ambiguity, seeded by the project id) from the open LLM-labelled items, flags them
+  ``is_calibration`` and sends them to review. Nothing is auto-accepted and nothing else moves until a person decided
+  every flagged item (the review queue then asks for a round at once). Re-calibrating when the LLM, prompt or model
+  changes is not done: one sample per project;
+- unreliable: once calibrated, if even the least ambiguous items' error rate is above what the target allows
+  (``llm_unreliable``), nothing is auto-accepted and every open LLM-labelled item goes to people, the auto-accepted
+  ones included (their auto-accept withdrawn, a Review row each);
+- otherwise ``target_fill`` says how many of the least ambiguous candidates may be auto-accepted with the dataset's
+  95% lower bound at or above the target. Target mode (the default) auto-accepts exactly those and sends the rest to
+  review. Budget mode (the most ambiguous open items, as many as keep human-reviewed plus queued items at
+  ``review_budget`` of all items) and threshold mode (ambiguity >= ``review_threshold``) choose the review set as
+  before, but auto-accept only inside the target's set: the others wait where they are (auto-accepted ones go back to
+  review). A stable pseudo-random share ``audit_rate`` of would-be auto-accepts (a hash of project and item, so the
+  sample does not grow round after round) goes to review instead, flagged ``is_audit``; while auto-accept is paused,
+  would-be auto-accepts stay where they are;
+- ``review_cap``: moves to review stop where decided plus queued items would pass it (most ambiguous first); the rest
+  wait, and the state says the target cannot be certified within the cap.
+
+After the writes, the certificate: phase "reached" when calibration is complete, nothing waits (proposed or in
+review) and ``dataset_bound`` over the auto-accepted items as they now stand is at or above the target; else "not_yet"
+with the number of items still waiting. Every round recomputes it, so reviews that find errors shrink the plan, send
+items back and take the certificate away.
 
 An item is moved only if nobody holds it: items claimed by a reviewer, already reviewed once, or waiting as audits keep
 their status (their scores are still refreshed). Moves go through ``annotation.items.services.items_change``, which
@@ -47,7 +66,15 @@ from annotation.models import (
     Status,
 )
 from annotation.selection import scoring
-from annotation.selection.estimates import audit_proportion
+from annotation.selection.calibration import (
+    calibration_draw,
+    calibration_size,
+    dataset_bound,
+    error_model_fit,
+    llm_unreliable,
+    target_fill,
+)
+from annotation.selection.estimates import audit_proportion, wilson_interval
 from annotation.selection.features import featurize
 from synthstudio.lib.draws import stable_draw
 from synthstudio.lib.prepared import Prepared
@@ -59,7 +86,10 @@ WRITE_BATCH = 2000
 # Audits needed before they may pause auto-accept: fewer give an interval too wide to act on.
 MIN_AUDITS_TO_PAUSE = 30
 OPEN_STATUSES = (Status.PROPOSED, Status.NEEDS_REVIEW, Status.AUTO_ACCEPTED)
-SCORE_FIELDS = ["model_label", "model_scores", "ambiguity", "route_reason", "is_audit", "scored_round"]
+SCORE_FIELDS = ["model_label", "model_scores", "ambiguity", "route_reason", "is_audit", "is_calibration",
+                "scored_round"]
+CALIBRATION_WAIT = "waiting: nothing is auto-accepted until the calibration sample is reviewed ({done} of {size} done)"
+WITHDRAWN = "to review: auto-accept withdrawn, the LLM's labels are unreliable on this project"
 
 
 def label_class(labels: list[str]) -> str | None:
@@ -81,6 +111,7 @@ class _Row:
     human: str | None
     llm_confidence: float | None
     is_audit: bool
+    is_calibration: bool
     busy: bool  # held by a reviewer, or reviewed at least once: its status is left alone
 
 
@@ -94,6 +125,7 @@ class RoutingCounts:
     skipped_changed: int = 0
     held: int = 0
     reasons: dict = field(default_factory=dict)
+    state: dict = field(default_factory=dict)  # what the round decided, for Project.routing_state
 
 
 def selection_run_round(*, project: Project, trigger: str = "manual") -> ScoringRound | None:
@@ -235,16 +267,16 @@ def _load_rows(project: Project) -> tuple[list[_Row], list[str]]:
         Item.objects.filter(project=project, archived_at__isnull=True)
         .exclude(status__in=(Status.FILTERED, Status.REJECTED))
         .values_list("id", "text", "status", "version", "proposed_labels", "final_labels", "llm_confidence",
-                     "is_audit", "claimed_by_id", "lease_expires_at", "review_count")
+                     "is_audit", "is_calibration", "claimed_by_id", "lease_expires_at", "review_count")
         .order_by("id")
     )
-    for pk, text, status, version, proposed, final, conf, is_audit, claimed, lease, reviews in items.iterator(
-        chunk_size=5000
-    ):
+    for (pk, text, status, version, proposed, final, conf, is_audit, calibration, claimed, lease,
+         reviews) in items.iterator(chunk_size=5000):
         held = claimed is not None and lease is not None and lease >= now
         human = label_class(final) if status == Status.ACCEPTED else None
         rows.append(_Row(id=pk, status=status, version=version, proposed=label_class(proposed), human=human,
-                         llm_confidence=conf, is_audit=is_audit, busy=held or reviews > 0))
+                         llm_confidence=conf, is_audit=is_audit, is_calibration=calibration,
+                         busy=held or reviews > 0))
         texts.append(text)
     return rows, texts
 
@@ -265,6 +297,8 @@ def _run(*, project: Project, scoring_round: ScoringRound) -> None:
             seed=scoring_round.model_version,
         )
     counts = _route(project=project, scoring_round=scoring_round, rows=rows, scores=scores)
+    if counts.state:
+        Project.objects.filter(pk=project.pk).update(routing_state=counts.state)
     reviewed = [r for r in rows if r.human is not None and r.proposed is not None]
     scoring_round.training_size = sum(1 for r in rows if r.human is not None or r.proposed is not None)
     scoring_round.human_labels = sum(1 for r in rows if r.human is not None)
@@ -276,7 +310,7 @@ def _run(*, project: Project, scoring_round: ScoringRound) -> None:
         "cv_human_agreement": _rounded(scores.cv_human_agreement) if scores else None,
         "llm_human_agreement": _rounded(sum(r.human == r.proposed for r in reviewed) / len(reviewed))
         if reviewed else None,
-        "routing": {k: v for k, v in vars(counts).items() if k != "reasons"},
+        "routing": {k: v for k, v in vars(counts).items() if k not in ("reasons", "state")},
         "note": "" if scores else "Too few labelled items to train (need 10, in at least two labels).",
     })
 
@@ -313,48 +347,233 @@ def _review_set(project: Project, rows: list[_Row], ambiguity: np.ndarray, open_
     return {int(i) for i in order[:slots]}
 
 
+@dataclass
+class _Plan:
+    """Where each open item goes this round (index into rows -> status) and why, when the usual reason does not say."""
+
+    targets: dict = field(default_factory=dict)
+    audits: set = field(default_factory=set)
+    reasons: dict = field(default_factory=dict)
+    calibration: set = field(default_factory=set)  # flagged for the calibration sample (new draws included)
+
+
 def _route(*, project: Project, scoring_round: ScoringRound, rows: list[_Row], scores) -> RoutingCounts:
     counts = RoutingCounts()
     open_idx = np.array([i for i, r in enumerate(rows) if r.status in OPEN_STATUSES], dtype=int)
     if scores is None:
         ambiguity = np.array([1.0 if r.proposed is None else np.nan for r in rows])
-        review = {int(i) for i in open_idx if rows[i].proposed is None}
+        plan = _Plan(targets={int(i): Status.NEEDS_REVIEW for i in open_idx if rows[i].proposed is None},
+                     calibration={i for i, r in enumerate(rows) if r.is_calibration})
     else:
         ambiguity = scores.ambiguity
-        review = _review_set(project, rows, ambiguity, open_idx)
+        plan = _plan(project=project, rows=rows, ambiguity=ambiguity, open_idx=open_idx, counts=counts)
     model_labels = scores.model_labels if scores else None
     updates: list[tuple[_Row, dict, str | None]] = []
     for i in open_idx:
         row = rows[i]
-        if scores is None and row.proposed is not None:
-            continue
-        audit = False
-        if row.proposed is None or i in review:
-            target = Status.NEEDS_REVIEW
-        elif audit_draw(project, row.id) < project.audit_rate:
-            target, audit = Status.NEEDS_REVIEW, True
-        elif project.auto_accept_paused:
-            target = row.status
-        else:
-            target = Status.AUTO_ACCEPTED
+        if scores is None and i not in plan.targets:
+            continue  # nothing to score it with: left as it is
+        target = plan.targets.get(i, row.status)
+        audit = i in plan.audits
         fields = {
             "ambiguity": None if np.isnan(ambiguity[i]) else round(float(ambiguity[i]), 6),
             "model_label": (model_labels[i] if model_labels else "")[:100],
             "model_scores": _signals(scores, i, row) if scores else {},
             "is_audit": audit or (row.is_audit and row.status == Status.NEEDS_REVIEW),
+            "is_calibration": i in plan.calibration,
             "scored_round": scoring_round.model_version,
         }
         if row.busy or (row.is_audit and row.status == Status.NEEDS_REVIEW):
             counts.held += target != row.status
             target = row.status  # a reviewer holds it, or it waits as an audit
-        if target == Status.PROPOSED and project.auto_accept_paused and row.proposed is not None:
+        if i in plan.reasons and not (target == Status.NEEDS_REVIEW and plan.reasons[i].startswith("waiting")):
+            fields["route_reason"] = plan.reasons[i][:200]
+        elif target == Status.PROPOSED and project.auto_accept_paused and row.proposed is not None:
             fields["route_reason"] = "auto-accept is paused by the audits; waiting for the lead's decision"
         else:
             fields["route_reason"] = _reason(scores, i, row, audit=fields["is_audit"], to_review=target ==
                                              Status.NEEDS_REVIEW)
         updates.append((row, fields, target if target != row.status else None))
     _write(project=project, updates=updates, counts=counts)
+    if scores is not None:
+        counts.state = _certify(project=project, state=counts.state) | {
+            "version": scoring_round.model_version, "computed_at": timezone.now().isoformat()}
     return counts
+
+
+def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx: np.ndarray,
+          counts: RoutingCounts) -> _Plan:
+    """Calibrate first; then auto-accept only what the target allows, and stop auto-accepting an unreliable LLM."""
+    target_accuracy = project.target_accuracy
+    amb = np.nan_to_num(ambiguity, nan=1.0)
+    calibration = _calibration_sample(project=project, rows=rows)
+    # Candidates: open LLM-labelled items the router may move (nobody holds them, no audit waits on them).
+    candidates = np.array([i for i in open_idx if rows[i].proposed is not None and not rows[i].busy
+                           and not (rows[i].is_audit and rows[i].status == Status.NEEDS_REVIEW)], dtype=int)
+    plan = _Plan(calibration={i for i, r in enumerate(rows) if r.is_calibration})
+    if not calibration.flagged:
+        size = calibration_size(target=target_accuracy, available=len(candidates))
+        drawn = calibration_draw(ids=candidates, ambiguity=amb[candidates], size=size, seed=project.pk)
+        plan.calibration = {int(i) for i in drawn}
+        calibration.size = len(drawn)
+    abstained = [int(i) for i in open_idx if rows[i].proposed is None]
+    plan.targets.update({i: Status.NEEDS_REVIEW for i in abstained})
+    reviewed, wrong = _reviewed(project=project, rows=rows, ambiguity=amb)
+    decided = Item.objects.filter(project=project, archived_at__isnull=True, status__in=FINAL_STATUSES).count()
+    accepted = sum(1 for r in rows if r.status == Status.ACCEPTED)
+    state = {"target": target_accuracy, "mode": project.routing_mode,
+             "calibration": {"size": calibration.size, "done": calibration.done, "right": calibration.right,
+                             "n": calibration.n},
+             "llm": _llm_accuracy(wrong), "reviews": decided, "cap": project.review_cap}
+
+    if not calibration.complete:
+        wait = CALIBRATION_WAIT.format(done=calibration.done, size=calibration.size)
+        for i in candidates:
+            i = int(i)
+            if i in plan.calibration:
+                plan.targets[i] = Status.NEEDS_REVIEW
+            else:
+                plan.targets[i] = rows[i].status
+                plan.reasons[i] = wait
+        model = None
+        state["phase"] = "calibrating"
+    else:
+        model = error_model_fit(reviewed_ambiguity=reviewed, reviewed_wrong=wrong, pool_ambiguity=amb[candidates])
+        keep_share = accepted / decided if decided else 1.0
+        movable = set(candidates.tolist())
+        pending = sum(1 for i in open_idx if rows[i].proposed is not None and int(i) not in movable)
+        if llm_unreliable(model=model, target=target_accuracy):
+            allowed, fill = set(), None
+            state["phase"] = "unreliable"
+        else:
+            fill = target_fill(model=model, candidates=amb[candidates], human_kept=accepted + keep_share * pending,
+                               keep_share=keep_share, target=target_accuracy, seed=project.pk)
+            order = candidates[np.argsort(amb[candidates], kind="stable")]
+            allowed = {int(i) for i in order[:fill.auto]}
+            state["max_p_error"] = _rounded(fill.max_p_error)
+        review = set() if project.routing_mode == RoutingMode.TARGET else _review_set(project, rows, amb, open_idx)
+        for i in candidates:
+            i = int(i)
+            plan.targets[i], reason, audit = _target(project=project, row=rows[i], ambiguity=amb[i],
+                                                     allowed=i in allowed, review=i in review, unreliable=fill is None)
+            if reason:
+                plan.reasons[i] = reason
+            if audit:
+                plan.audits.add(i)
+        # Items a reviewer holds keep their status (``_route``); those the plan would auto-accept count as held.
+        reach = max((amb[i] for i in allowed), default=-1.0)
+        for i in open_idx:
+            i = int(i)
+            if rows[i].busy and rows[i].proposed is not None and i not in review and amb[i] <= reach:
+                plan.targets[i] = Status.AUTO_ACCEPTED
+    state["cap_reached"] = _apply_cap(project=project, rows=rows, amb=amb, plan=plan, decided=decided)
+    counts.state = state | {"model": model}
+    return plan
+
+
+def _target(*, project: Project, row: _Row, ambiguity: float, allowed: bool, review: bool,
+            unreliable: bool) -> tuple[str, str, bool]:
+    """One candidate's destination after calibration, the reason when the usual one would not say why, and whether
+    it is an audit draw."""
+    if unreliable:
+        return Status.NEEDS_REVIEW, WITHDRAWN if row.status == Status.AUTO_ACCEPTED else "", False
+    if allowed and not review:
+        if audit_draw(project, row.id) < project.audit_rate:
+            return Status.NEEDS_REVIEW, "", True
+        return (row.status if project.auto_accept_paused else Status.AUTO_ACCEPTED), "", False
+    if review or project.routing_mode == RoutingMode.TARGET:
+        return Status.NEEDS_REVIEW, "", False
+    # Budget and threshold modes choose whom people review; the target still caps what is auto-accepted.
+    why = f"the {project.target_accuracy:.0%} target does not allow auto-accepting it (estimated chance the LLM is " \
+          f"wrong {ambiguity:.2f})"
+    if row.status == Status.AUTO_ACCEPTED:
+        return Status.NEEDS_REVIEW, f"to review: auto-accept withdrawn, {why}", False
+    return row.status, f"waiting: {why}", False
+
+
+@dataclass
+class _Calibration:
+    size: int = 0
+    done: int = 0
+    right: int = 0
+    n: int = 0
+    flagged: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.flagged and self.done == self.size
+
+
+def _calibration_sample(*, project: Project, rows: list[_Row]) -> _Calibration:
+    """The project's calibration sample so far: how many are flagged, decided by a person, and kept the LLM's label."""
+    calibration = _Calibration()
+    flagged = Item.objects.filter(project=project, archived_at__isnull=True, is_calibration=True)
+    for status, proposed, final in flagged.values_list("status", "proposed_labels", "final_labels").iterator():
+        calibration.size += 1
+        if status in FINAL_STATUSES:
+            calibration.done += 1
+            calibration.n += 1
+            calibration.right += status == Status.ACCEPTED and label_class(final) == label_class(proposed)
+    calibration.flagged = calibration.size > 0
+    return calibration
+
+
+def _reviewed(*, project: Project, rows: list[_Row], ambiguity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ambiguity and LLM-was-wrong of every person-decided item with an LLM label. Rejected items are not rescored
+    (they are out of the dataset), so their ambiguity is the one stored when they were last routed."""
+    idx = [i for i, r in enumerate(rows) if r.human is not None and r.proposed is not None]
+    rejected = list(Item.objects.filter(project=project, archived_at__isnull=True, status=Status.REJECTED)
+                    .exclude(proposed_labels=[]).values_list("ambiguity", flat=True))
+    reviewed = np.concatenate([ambiguity[idx], np.array([1.0 if a is None else a for a in rejected], dtype=float)])
+    wrong = np.concatenate([np.array([rows[i].human != rows[i].proposed for i in idx], dtype=bool),
+                            np.ones(len(rejected), dtype=bool)])
+    return reviewed, wrong
+
+
+def _llm_accuracy(wrong: np.ndarray) -> dict | None:
+    n = len(wrong)
+    if not n:
+        return None
+    right = int(n - wrong.sum())
+    low, high = wilson_interval(right, n)
+    return {"right": right, "n": n, "low": round(low, 4), "high": round(high, 4)}
+
+
+def _apply_cap(*, project: Project, rows: list[_Row], amb: np.ndarray, plan: _Plan, decided: int) -> bool:
+    """Keep the items people review (decided + in review) within ``review_cap``: the most ambiguous moves first, the
+    rest wait where they are. True when some had to wait."""
+    if project.review_cap is None:
+        return False
+    staying = sum(1 for i, r in enumerate(rows) if r.status == Status.NEEDS_REVIEW
+                  and plan.targets.get(i, r.status) == Status.NEEDS_REVIEW)
+    moves = sorted((i for i, t in plan.targets.items() if t == Status.NEEDS_REVIEW
+                    and rows[i].status != Status.NEEDS_REVIEW and not rows[i].busy),
+                   key=lambda i: (rows[i].proposed is not None, -amb[i], rows[i].id))
+    slots = max(0, project.review_cap - decided - staying)
+    for i in moves[slots:]:
+        plan.targets[i] = rows[i].status
+        plan.audits.discard(i)
+        plan.reasons[i] = f"waiting: the review cap ({project.review_cap} items) is reached"
+    return len(moves) > slots
+
+
+def _certify(*, project: Project, state: dict) -> dict:
+    """After routing: is the dataset, as it now stands, at the target with 95% confidence?"""
+    model = state.pop("model")
+    items = Item.objects.filter(project=project, archived_at__isnull=True)
+    waiting = items.filter(status__in=(Status.PROPOSED, Status.NEEDS_REVIEW)).count()
+    state["remaining"] = waiting
+    if model is None:
+        return state
+    accepted = items.filter(status=Status.ACCEPTED).count()
+    auto = np.array([1.0 if a is None else a for a in items.filter(status=Status.AUTO_ACCEPTED)
+                     .values_list("ambiguity", flat=True)], dtype=float)
+    estimate, lower = dataset_bound(model=model, auto_ambiguity=auto, human_kept=accepted, seed=project.pk)
+    state.update(estimate=_rounded(estimate), lower_bound=_rounded(lower), auto_accepted=len(auto))
+    if state.get("phase") != "unreliable":
+        reached = not waiting and lower is not None and lower >= project.target_accuracy
+        state["phase"] = "reached" if reached else "not_yet"
+    return state
 
 
 def _signals(scores, i: int, row: _Row) -> dict:

@@ -75,6 +75,21 @@ def make_pool(project, n_per_class=30, wrong=(0, 1, 2, 3), abstain=(4,)):
     return items
 
 
+def make_calibrated(project, n=20, *, target_accuracy=0.5, **policy):
+    """A project whose calibration sample people have reviewed: ``n`` flagged items accepted with the LLM's label, in
+    the project's first two labels. The default target is loose enough never to hold auto-accept back, for tests of
+    the budget and threshold mechanics themselves; pass a stricter one to test the target."""
+    names = list(project.labels.values_list("name", flat=True))[:2]
+    for i in range(n):
+        label = names[i % 2]
+        words = POSITIVE if i % 2 == 0 else NEGATIVE
+        make_item(project, f"{words[i % len(words)]} checked {i}", status=Status.ACCEPTED, proposed=(label,),
+                  final_labels=[label], is_calibration=True, review_count=1)
+    Project.objects.filter(pk=project.pk).update(target_accuracy=target_accuracy, **policy)
+    project.refresh_from_db()
+    return project
+
+
 def make_world(*, project, lead) -> dict:
     """One of everything a URL can point at, in ``project``, keyed by the URL's path argument
     (for tests/support/visits.py: fill)."""

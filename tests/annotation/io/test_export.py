@@ -230,7 +230,8 @@ def test_export_page_counts_matches_with_htmx(client, lead, items):
     project = items[0].project
     client.force_login(lead)
     url = reverse("export", args=[project.id])
-    assert "3 items match" in client.get(url).content.decode()
+    assert "1 item match" in client.get(url).content.decode()  # the verified ones, by default
+    assert "3 items match" in client.get(url, {"format": "csv", "include": "all"}).content.decode()
     partial = client.get(url, {"format": "csv", "status": ["accepted"]}, headers={"HX-Request": "true"})
     assert partial.content.decode().strip().startswith('<p id="export-count"')
     assert "1 item match" in partial.content.decode()
@@ -239,11 +240,50 @@ def test_export_page_counts_matches_with_htmx(client, lead, items):
 def test_download_streams_an_attachment(client, lead, items):
     project = items[0].project
     client.force_login(lead)
-    response = client.get(reverse("export_download", args=[project.id]), {"format": "jsonl", "provenance": "on"})
+    response = client.get(reverse("export_download", args=[project.id]),
+                          {"format": "jsonl", "provenance": "on", "include": "all"})
     assert response.streaming and response["Content-Type"].startswith("application/jsonl")
     assert response["Content-Disposition"].startswith('attachment; filename="sentiment-')
     body = b"".join(response.streaming_content).decode()
-    assert len(body.splitlines()) == 3
+    assert [json.loads(line)["verified"] for line in body.splitlines()] == [True, False, False]
+
+
+def download(client, project, **params):
+    response = client.get(reverse("export_download", args=[project.id]), params)
+    assert response.status_code == 200
+    return b"".join(response.streaming_content).decode()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_the_download_defaults_to_verified_items(client, lead, items, fmt):
+    accepted, both, llm = items
+    project = accepted.project
+    client.force_login(lead)
+    # No certificate yet: only what a person accepted.
+    body = download(client, project, format=fmt)
+    assert str(accepted.pk) in body and "quotes" not in body and "mention" not in body
+    # While the target is certified, the auto-accepted items are verified too.
+    Project.objects.filter(pk=project.pk).update(routing_state={"phase": "reached"})
+    body = download(client, project, format=fmt)
+    assert "mention" in body and "quotes" not in body
+    # Everything, marked.
+    rows = download(client, project, format=fmt, include="all")
+    if fmt == "csv":
+        marks = [(r["status"], r["verified"]) for r in csv_rows(rows)]
+    else:
+        marks = [(r["status"], "true" if r["verified"] else "false") for r in map(json.loads, rows.splitlines())]
+    assert marks == [("accepted", "true"), ("needs_review", "false"), ("auto_accepted", "true")]
+    # An explicit status filter exports exactly those statuses.
+    body = download(client, project, format=fmt, status=["needs_review"])
+    assert "quotes" in body and str(accepted.pk) + "," not in body and "mention" not in body
+
+
+def test_a_marked_export_with_provenance_has_the_verified_column_last(client, lead, items):
+    project = items[0].project
+    client.force_login(lead)
+    rows = csv_rows(download(client, project, format="csv", include="all", provenance="on"))
+    assert list(rows[0]) == exporting.BASE_COLUMNS + exporting.PROVENANCE_COLUMNS + ["verified"]
+    assert [r["verified"] for r in rows] == ["true", "false", "false"]
 
 
 def test_download_with_a_bad_filter_shows_the_form(client, lead, project):

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from annotation.io import importing
 from annotation.io.importing import ImportOptions, ImportRow, import_job_create, import_job_run, items_import
-from annotation.models import ImportJob, Item, Review, Status
+from annotation.models import ImportJob, Item, Review, ScoringRound, Status
 from synthstudio.celery import app as celery_app
 from synthstudio.lib import sql
 from synthstudio.lib.text import content_hash
@@ -246,8 +246,10 @@ def test_an_upload_queues_its_own_task_once_committed(project, lead, eager_tasks
                                 upload=SimpleUploadedFile("in.csv", b"text\nqueued by the service\n"))
         assert job.state == "queued"
     job.refresh_from_db()
-    assert len(callbacks) == 1 and job.state == "done"
+    # Two callbacks: the import task, and the scoring round the finished import asks for to route its items.
+    assert len(callbacks) == 2 and job.state == "done"
     assert Item.objects.get(project=project).text == "queued by the service"
+    assert ScoringRound.objects.filter(project=project).exists()
 
 
 def test_a_local_file_is_left_to_the_caller_to_run(tmp_path, project, lead, django_capture_on_commit_callbacks):

@@ -11,7 +11,7 @@ from annotation.models import Item, Project, Review, ReviewAction, RoutingMode, 
 from annotation.selection import rounds, scoring
 from annotation.selection.estimates import accuracy_estimate, wilson_interval
 from annotation.selection.features import FeaturizerUnavailable, embedding_features, tfidf_features
-from tests.support.factories import corpus, flip, make_item, make_pool
+from tests.support.factories import corpus, flip, make_calibrated, make_item, make_pool
 
 
 def test_wilson_interval_matches_the_textbook_values():
@@ -103,14 +103,14 @@ def test_embedding_featurizer_refuses_a_missing_model(tmp_path):
 
 def test_a_round_routes_the_llm_errors_to_review(project):
     items = make_pool(project)
-    Project.objects.filter(pk=project.pk).update(review_budget=0.1, audit_rate=0.0)
-    project.refresh_from_db()
+    # 20 calibration items are decided: the budget's 26 of 80 items leaves 6 for the pool.
+    make_calibrated(project, routing_mode=RoutingMode.BUDGET, review_budget=0.325, audit_rate=0.0)
     scoring_round = selection.selection_run_round(project=project)
     assert scoring_round.state == ScoringRound.State.DONE
-    by_id = {i.pk: i for i in Item.objects.filter(project=project)}
+    by_id = {i.pk: i for i in Item.objects.filter(project=project, is_calibration=False)}
     queued = {pk for pk, i in by_id.items() if i.status == Status.NEEDS_REVIEW}
     assert {i.pk for i in items[:5]} <= queued
-    assert len(queued) == 6  # ceil(0.1 * 60)
+    assert len(queued) == 6
     assert all(by_id[i.pk].status == Status.AUTO_ACCEPTED for i in items[10:] if i.pk not in queued)
     assert by_id[items[4].pk].route_reason == "to review: the LLM gave no label"
     for item in by_id.values():
@@ -130,12 +130,13 @@ def test_a_round_routes_the_llm_errors_to_review(project):
     assert 0 <= first.model_scores["p_llm_label"] <= 1 and first.model_scores["out_of_fold"] is True
     assert Review.objects.filter(project=project, action=ReviewAction.ROUTE).count() == 6
     assert Review.objects.filter(project=project, action=ReviewAction.AUTO_ACCEPT).count() == 54
-    assert scoring_round.items_scored == 60 and scoring_round.training_size == 59
+    assert scoring_round.items_scored == 80 and scoring_round.training_size == 79
     assert scoring_round.metrics["routing"]["to_review"] == 6
 
 
 def test_a_second_round_logs_only_items_that_move(project):
     make_pool(project)
+    make_calibrated(project, routing_mode=RoutingMode.BUDGET)
     selection.selection_run_round(project=project)
     logged = Review.objects.count()
     second = selection.selection_run_round(project=project)
@@ -147,8 +148,7 @@ def test_a_second_round_logs_only_items_that_move(project):
 
 def test_audit_sample_goes_to_review_flagged(project):
     make_pool(project)
-    Project.objects.filter(pk=project.pk).update(review_budget=0.0, audit_rate=1.0)
-    project.refresh_from_db()
+    make_calibrated(project, routing_mode=RoutingMode.BUDGET, review_budget=0.0, audit_rate=1.0)
     selection.selection_run_round(project=project)
     audits = Item.objects.filter(project=project, is_audit=True)
     assert audits.count() == 59  # every labelled item; the abstained one is an ordinary review
@@ -165,9 +165,7 @@ def test_audit_draw_is_stable_and_near_the_rate(project):
 
 def test_threshold_mode_pulls_auto_accepted_items_back(project):
     make_pool(project)
-    Project.objects.filter(pk=project.pk).update(routing_mode=RoutingMode.THRESHOLD, review_threshold=1.0,
-                                                 audit_rate=0.0)
-    project.refresh_from_db()
+    make_calibrated(project, routing_mode=RoutingMode.THRESHOLD, review_threshold=1.0, audit_rate=0.0)
     selection.selection_run_round(project=project)
     assert Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).count() == 59
     Project.objects.filter(pk=project.pk).update(review_threshold=0.0)
@@ -182,8 +180,7 @@ def test_confident_unclaimed_review_items_are_auto_accepted_but_held_ones_stay(p
     Item.objects.filter(project=project).update(status=Status.NEEDS_REVIEW)
     Item.objects.filter(pk=items[20].pk).update(claimed_by=annotator,
                                                 lease_expires_at=timezone.now() + timedelta(minutes=5))
-    Project.objects.filter(pk=project.pk).update(review_budget=0.1, audit_rate=0.0)
-    project.refresh_from_db()
+    make_calibrated(project, routing_mode=RoutingMode.BUDGET, review_budget=0.325, audit_rate=0.0)
     scoring_round = selection.selection_run_round(project=project)
     assert Item.objects.get(pk=items[20].pk).status == Status.NEEDS_REVIEW
     assert Item.objects.get(pk=items[21].pk).status == Status.AUTO_ACCEPTED
@@ -264,7 +261,8 @@ def finish_audits(project, *, right, wrong):
 def test_bad_audits_pause_auto_accept_until_the_lead_decides(project, lead):
     make_pool(project)
     finish_audits(project, right=30, wrong=10)
-    Project.objects.filter(pk=project.pk).update(audit_rate=0.0, target_accuracy=0.95)
+    make_calibrated(project, routing_mode=RoutingMode.BUDGET, audit_rate=0.0)
+    Project.objects.filter(pk=project.pk).update(target_accuracy=0.95)
     project.refresh_from_db()
     selection.selection_run_round(project=project)
     project.refresh_from_db()
@@ -275,6 +273,9 @@ def test_bad_audits_pause_auto_accept_until_the_lead_decides(project, lead):
     selection.auto_accept_decide(project=project, user=lead, resume=True)
     project.refresh_from_db()
     assert not project.auto_accept_paused and project.auto_accept_decided_at is not None
+    # The audits' 10 errors also weigh in the target's bound; a looser target isolates the pause mechanism.
+    Project.objects.filter(pk=project.pk).update(target_accuracy=0.5)
+    project.refresh_from_db()
     selection.selection_run_round(project=project)
     project.refresh_from_db()
     assert not project.auto_accept_paused  # the same audits do not pause it again

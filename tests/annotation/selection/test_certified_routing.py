@@ -1,0 +1,205 @@
+"""Routing a lead can trust (issue 14): calibration before any auto-accept, target-driven routing, the certificate,
+and an LLM declared unreliable, with its earlier auto-accepts withdrawn and a banner on every lead page."""
+import pytest
+from django.urls import reverse
+from django.utils.html import escape
+
+from annotation.models import Item, Project, Review, ReviewAction, RoutingMode, Status
+from annotation.queue import services as queue
+from annotation.selection import rounds, selection_run_round, tasks
+from tests.support.factories import make_item, make_pool
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    calls = []
+    monkeypatch.setattr(tasks.selection_round, "delay", lambda *args, **kwargs: calls.append((args, kwargs)))
+    return calls
+
+
+def policy(project, **fields):
+    Project.objects.filter(pk=project.pk).update(**fields)
+    project.refresh_from_db()
+
+
+def review_all(project, user, items):
+    """A person reviews each item with its gold label, through the queue's own service."""
+    for item in items:
+        item.refresh_from_db()
+        queue.item_review(project=project, item_id=item.pk, user=user, action="accept",
+                          expected_version=item.version, labels=[item.extra["gold"]])
+
+
+def calibration_items(project):
+    return list(Item.objects.filter(project=project, is_calibration=True).order_by("id"))
+
+
+def test_new_projects_route_to_a_target(project):
+    assert project.routing_mode == RoutingMode.TARGET
+
+
+def test_a_calibration_sample_is_drawn_and_nothing_is_auto_accepted_before_it_is_reviewed(project):
+    items = make_pool(project, n_per_class=60)
+    policy(project, target_accuracy=0.9, audit_rate=0.0)
+    selection_run_round(project=project)
+    flagged = calibration_items(project)
+    assert len(flagged) == 35  # ceil(1.96² * 0.9 / 0.1)
+    assert {i.status for i in flagged} == {Status.NEEDS_REVIEW}
+    # Drawn from every ambiguity stratum, not only the most ambiguous items.
+    ambiguity = sorted(i.ambiguity for i in Item.objects.filter(project=project).exclude(proposed_labels=[]))
+    median = ambiguity[len(ambiguity) // 2]
+    assert 10 < sum(i.ambiguity <= median for i in flagged) < 25
+    assert not Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).exists()
+    assert Item.objects.get(pk=items[4].pk).status == Status.NEEDS_REVIEW  # the abstention
+    waiting = Item.objects.filter(project=project, status=Status.PROPOSED)
+    assert waiting.count() == 120 - 35 - 1
+    assert {i.route_reason for i in waiting} == {
+        "waiting: nothing is auto-accepted until the calibration sample is reviewed (0 of 35 done)"}
+    assert Review.objects.filter(project=project, action=ReviewAction.ROUTE).count() == 36
+    state = Project.objects.get(pk=project.pk).routing_state
+    assert state["phase"] == "calibrating" and state["calibration"]["size"] == 35
+
+
+def test_the_last_calibration_review_runs_a_round_that_auto_accepts_under_the_bound(
+        project, annotator, sent, django_capture_on_commit_callbacks):
+    make_pool(project, n_per_class=60)
+    policy(project, target_accuracy=0.9, audit_rate=0.0)
+    selection_run_round(project=project)
+    flagged = calibration_items(project)
+    with django_capture_on_commit_callbacks(execute=True):
+        review_all(project, annotator, flagged[:-1])
+    assert sent == []
+    with django_capture_on_commit_callbacks(execute=True):
+        review_all(project, annotator, flagged[-1:])
+    assert sent == [((project.pk,), {"force": True})]
+
+    selection_run_round(project=project)
+    project.refresh_from_db()
+    state = project.routing_state
+    auto = Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED)
+    assert auto.count() > 0
+    assert Review.objects.filter(project=project, action=ReviewAction.AUTO_ACCEPT).count() == auto.count()
+    # Target mode: the least ambiguous are auto-accepted, everything else goes to people.
+    in_review = Item.objects.filter(project=project, status=Status.NEEDS_REVIEW)
+    assert max(auto.values_list("ambiguity", flat=True)) <= min(in_review.values_list("ambiguity", flat=True))
+    assert not Item.objects.filter(project=project, status=Status.PROPOSED).exists()
+    assert state["calibration"] == {"size": 35, "done": 35, "right": state["calibration"]["right"], "n": 35}
+    assert state["phase"] in ("not_yet", "reached") and state["max_p_error"] is not None
+
+
+def test_the_certificate_is_reached_only_when_nothing_waits_and_the_bound_holds(project, annotator, client, lead):
+    make_pool(project, n_per_class=60, wrong=(), abstain=())
+    policy(project, target_accuracy=0.95, audit_rate=0.0)
+    selection_run_round(project=project)
+    review_all(project, annotator, calibration_items(project))
+    selection_run_round(project=project)
+    project.refresh_from_db()
+    state = project.routing_state
+    waiting = Item.objects.filter(project=project, status__in=(Status.PROPOSED, Status.NEEDS_REVIEW))
+    if waiting.exists():
+        assert state["phase"] == "not_yet" and state["remaining"] == waiting.count()
+        client.force_login(lead)
+        body = client.get(reverse("routing", args=[project.id])).content.decode()
+        assert f"about {waiting.count()} more reviews expected" in body
+        review_all(project, annotator, list(waiting))
+        selection_run_round(project=project)
+        project.refresh_from_db()
+        state = project.routing_state
+    assert state["phase"] == "reached"
+    assert state["lower_bound"] >= 0.95 and state["estimate"] >= state["lower_bound"]
+    client.force_login(lead)
+    body = client.get(reverse("routing", args=[project.id])).content.decode()
+    assert "Target 95% reached with 95% confidence" in body
+    assert f"{state['reviews']} reviews so far; reviewing more will not change the export" in body
+
+
+def test_a_bound_an_audit_breaks_sends_the_state_back(project, annotator):
+    make_pool(project, n_per_class=60, wrong=(), abstain=())
+    policy(project, target_accuracy=0.95, audit_rate=0.0)
+    selection_run_round(project=project)
+    review_all(project, annotator, calibration_items(project))
+    selection_run_round(project=project)
+    review_all(project, annotator, Item.objects.filter(project=project, status=Status.NEEDS_REVIEW))
+    selection_run_round(project=project)
+    assert Project.objects.get(pk=project.pk).routing_state["phase"] == "reached"
+    # Audits find the LLM wrong on items people checked: the bound no longer holds.
+    auto = set(Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).values_list("pk", flat=True))
+    assert auto
+    # Later checks find the LLM's label wrong on the least ambiguous items people saw (rejected as wrong labels).
+    checked = Item.objects.filter(project=project, status=Status.ACCEPTED).order_by("ambiguity")[:15]
+    Item.objects.filter(pk__in=[i.pk for i in checked]).update(status=Status.REJECTED)
+    selection_run_round(project=project)
+    project.refresh_from_db()
+    assert project.routing_state["phase"] in ("not_yet", "unreliable")
+    assert Item.objects.filter(pk__in=auto, status=Status.NEEDS_REVIEW).exists()
+
+
+def weak_pool(project, n=120):
+    """Texts that say nothing about their label, and an LLM right on 3 of every 10: no subset of its labels is good."""
+    words = ["table", "river", "window", "paper", "stone", "cloud", "garden", "engine"]
+    for i in range(n):
+        gold = "positive" if (i * 7) % 11 < 5 else "negative"
+        llm = gold if i % 10 < 3 else ("negative" if gold == "positive" else "positive")
+        make_item(project, f"the {words[i % 8]} and the {words[(i * 3) % 8]} {i}", status=Status.PROPOSED,
+                  proposed=(llm,), extra={"gold": gold})
+
+
+def test_a_weak_llm_is_declared_unreliable_and_its_auto_accepts_are_withdrawn(project, annotator, client, lead):
+    weak_pool(project)
+    policy(project, target_accuracy=0.95, audit_rate=0.0)
+    selection_run_round(project=project)
+    # Items a budget-mode round auto-accepted before this project was calibrated.
+    earlier = list(Item.objects.filter(project=project, status=Status.PROPOSED)[:10])
+    Item.objects.filter(pk__in=[i.pk for i in earlier]).update(status=Status.AUTO_ACCEPTED)
+    review_all(project, annotator, calibration_items(project))
+    selection_run_round(project=project)
+    project.refresh_from_db()
+    state = project.routing_state
+    assert state["phase"] == "unreliable"
+    assert not Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).exists()
+    for item in earlier:
+        item.refresh_from_db()
+        assert item.status == Status.NEEDS_REVIEW and item.route_reason == rounds.WITHDRAWN
+        assert Review.objects.filter(item=item, action=ReviewAction.ROUTE, note=rounds.WITHDRAWN).count() == 1
+    assert not Item.objects.filter(project=project, status=Status.PROPOSED).exists()
+    llm = state["llm"]
+    assert llm["right"] < 0.5 * llm["n"]
+    sentence = (f"The LLM's labels were right on {llm['right']} of {llm['n']} checked items "
+                f"({llm['right'] / llm['n']:.0%}, 95% interval {llm['low']:.0%}-{llm['high']:.0%}). "
+                "Auto-accept is off; items need people or a better LLM/prompt.")
+    client.force_login(lead)
+    for page in ("project_settings", "routing", "export"):
+        body = client.get(reverse(page, args=[project.id])).content.decode()
+        assert escape(sentence) in body, page
+    # Annotators do not get the lead's banner.
+    client.force_login(annotator)
+    assert escape(sentence) not in client.get(reverse("queue", args=[project.id])).content.decode()
+
+
+def test_a_review_cap_keeps_people_within_it_and_says_the_target_is_out_of_reach(project, annotator):
+    make_pool(project, n_per_class=60)
+    policy(project, target_accuracy=0.9, audit_rate=0.0, review_cap=20)
+    selection_run_round(project=project)
+    assert Item.objects.filter(project=project, status=Status.NEEDS_REVIEW).count() == 20
+    capped = Item.objects.filter(project=project, status=Status.PROPOSED, is_calibration=True)
+    assert capped.count() == 35 + 1 - 20
+    assert {i.route_reason for i in capped} == {"waiting: the review cap (20 items) is reached"}
+    project.refresh_from_db()
+    assert project.routing_state["cap_reached"]
+    assert "cannot be certified within it" in project.routing_sentences.headline
+
+
+def test_budget_mode_auto_accepts_only_what_the_target_allows(project, annotator):
+    make_pool(project, n_per_class=60, wrong=tuple(range(0, 120, 8)), abstain=())
+    policy(project, target_accuracy=0.9, audit_rate=0.0, routing_mode=RoutingMode.BUDGET, review_budget=0.0)
+    selection_run_round(project=project)
+    review_all(project, annotator, calibration_items(project))
+    policy(project, target_accuracy=0.99)
+    selection_run_round(project=project)
+    project.refresh_from_db()
+    held_back = Item.objects.filter(project=project, status=Status.PROPOSED)
+    assert held_back.exists()  # the budget leaves no review slot, yet the target forbids auto-accepting these
+    assert {i.route_reason[:60] for i in held_back} == {"waiting: the 99% target does not allow auto-accepting it (es"}
+    auto = Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED)
+    if auto.exists():
+        assert max(auto.values_list("ambiguity", flat=True)) <= min(held_back.values_list("ambiguity", flat=True))
