@@ -1,5 +1,5 @@
 """The real-server check (issue 20): synthstudio against llama-cpp-python's OpenAI-compatible server running a real,
-tiny model. Not part of CI: building llama.cpp from source takes 20-40 minutes on 2 cores.
+tiny model. Not part of CI: building llama.cpp from source took 16 minutes on 2 busy cores.
 
     python bench/local_model.py [--venv /tmp/synthstudio-llama] [--pool 20] [--samples 6]
 
@@ -53,7 +53,7 @@ def build_server(venv: Path) -> Path:
                                           capture_output=True).returncode == 0:
         print(f"llama-cpp-python already built in {venv}")
         return python
-    step(f"building {LLAMA_CPP_PYTHON} from source into {venv} (20-40 minutes on 2 cores)")
+    step(f"building {LLAMA_CPP_PYTHON} from source into {venv} (about 16 minutes on 2 cores)")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     began = time.monotonic()
     subprocess.run([python, "-m", "pip", "install", "--no-binary", "llama-cpp-python", LLAMA_CPP_PYTHON], check=True,

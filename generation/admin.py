@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from generation.models import GenerationBatch, GenerationJob, JobEvent
+from generation.models import EndpointProbe, GenerationBatch, GenerationJob, JobEvent, LLMConnection
 
 
 class JobEventInline(admin.TabularInline):
@@ -21,3 +21,15 @@ class GenerationJobAdmin(admin.ModelAdmin):
 class GenerationBatchAdmin(admin.ModelAdmin):
     list_display = ["job", "index", "done", "created_at"]
     raw_id_fields = ["job"]
+
+
+@admin.register(LLMConnection)
+class LLMConnectionAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "model", "base_url", "key_variable", "is_default"]
+    raw_id_fields = ["project", "created_by"]
+
+
+@admin.register(EndpointProbe)
+class EndpointProbeAdmin(admin.ModelAdmin):
+    list_display = ["fingerprint", "base_url", "model", "finished_at"]
+    readonly_fields = ["fingerprint", "base_url", "model", "requested_at", "started_at", "finished_at", "profile"]

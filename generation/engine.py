@@ -392,7 +392,8 @@ def label_one(provider: Provider, config: JobConfig, templates: dict, item_id: i
             provenance["label_probs"] = probs
             return LabelOutcome(item_id, verdict.labels, probs.get(verdict.labels[0]), {verdict.labels[0]: 1.0},
                                 "logprobs", provenance, "", tally)
-        logprobs_seen.mark_absent()
+        if not result.choices[0].logprobs:
+            logprobs_seen.mark_absent()  # none at all: the endpoint does not give them; an uninformative one may
     return _self_consistency(provider, config, templates, text, item_id, verdict, provenance, tally)
 
 

@@ -205,7 +205,9 @@ def label_probs_from_logprobs(tokens: list[dict] | None, labels: list[str], chos
     the probability of the path so far times its own. An alternative that leads to no label is a token the format
     forbids (servers return logprobs from the unconstrained distribution, before the grammar masks them) and is
     ignored; so is an alternative that does not start with what the chosen token has before the label (its opening
-    quote). None when the position is not found or no label has any probability.
+    quote). A label missing from the alternatives gets the smallest listed probability (an upper bound). None when the
+    position is not found, when a token of the chosen label is less likely than every alternative listed beside it
+    (the grammar forced a token the model did not want), or when no label has any probability.
     """
     if not tokens:
         return None
@@ -226,6 +228,12 @@ def label_probs_from_logprobs(tokens: list[dict] | None, labels: list[str], chos
     for position in range(first, len(tokens)):
         entry = tokens[position]
         skip = lead if position == first else ""
+        others = [logprob for token, logprob in entry.get("top", []) if token != entry["token"]]
+        if others and entry["logprob"] < min(others):
+            # The grammar forced a token the model ranked below every alternative listed (seen with SmolLM2 behind
+            # llama-cpp-python writing "spam" as s + pa + m; that server lists the forced token after the top k):
+            # the path is an artefact and says nothing.
+            return None
         seen = {entry["token"]}
         for token, logprob in entry.get("top", []):
             if token in seen or not token.startswith(skip):
@@ -246,6 +254,12 @@ def label_probs_from_logprobs(tokens: list[dict] | None, labels: list[str], chos
             return None
     else:
         return None
+    # A label no alternative leads to is less likely than every alternative listed, not impossible: it gets the
+    # smallest listed probability as its upper bound, so that a short list never makes the chosen label certain.
+    listed = [math.exp(logprob) for token, logprob in tokens[first].get("top", []) if token != tokens[first]["token"]]
+    if listed:
+        for label in labels:
+            mass.setdefault(label, min(listed))
     total = sum(mass.values())
     if total <= 0:
         return None

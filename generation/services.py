@@ -230,11 +230,11 @@ def job_run(*, job_id: int, token: str, provider: Provider | None = None) -> Gen
     try:
         config = JobConfig.load(job.config)
         provider = provider or _job_provider(job=job, config=config)
+        # "auto" becomes the best format the endpoint supports; the provider still steps down if the server refuses.
+        config = config.model_copy(update={"response_format": engine.response_mode(config, provider.capabilities)})
+        _record_endpoint(job=job, config=config, provider=provider)
     except (JobConfigError, ProviderConfigError) as exc:
         return _finish(job, JobStatus.FAILED, str(exc))
-    # "auto" becomes the best format the endpoint supports; the provider still steps down if the server refuses it.
-    config = config.model_copy(update={"response_format": engine.response_mode(config, provider.capabilities)})
-    _record_endpoint(job=job, config=config, provider=provider)
     near_dup_index_sync(project=job.project)
     try:
         if job.mode == JobMode.LABEL_POOL:

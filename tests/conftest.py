@@ -87,9 +87,10 @@ def llm_server():
 
 @pytest.fixture
 def llm(llm_server, settings, monkeypatch):
-    """The loopback server as the app's OpenAI endpoint, with a key, a short timeout and few retries."""
+    """The loopback server as the deployment's default OpenAI endpoint (not probed: OpenAI is assumed), with a key, a
+    short timeout and few retries."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     settings.OPENAI_BASE_URL = llm_server.base_url
-    settings.OPENAI_TIMEOUT = 2
+    settings.OPENAI_TIMEOUT = 5
     settings.OPENAI_MAX_RETRIES = 3
     return llm_server

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from annotation.models import Item, Source, Status
 from generation import connections, services
+from generation.checks import llm_provider_check
 from generation.config import JobConfig
 from generation.models import EndpointProbe, GenerationJob, JobMode, JobStatus, LLMConnection
 from generation.probe import capabilities_from
@@ -293,3 +294,11 @@ def test_llm_provider_is_the_provider_the_start_form_proposes(client, project, l
     client.force_login(lead)
     form = client.get(reverse("generation_start", args=[project.id])).context["form"]
     assert form["provider"].value() == "openai"
+
+
+def test_an_unknown_llm_provider_is_named_by_the_system_check(settings):
+    settings.LLM_PROVIDER = "gpt"
+    errors = llm_provider_check(None)
+    assert [e.id for e in errors] == ["generation.E001"] and "LLM_PROVIDER='gpt'" in errors[0].msg
+    settings.LLM_PROVIDER = "openai"
+    assert llm_provider_check(None) == []

@@ -12,15 +12,6 @@ from tests.support.jobs import TEXTS, start
 
 
 @pytest.fixture
-def llm(llm_server, settings, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    settings.OPENAI_BASE_URL = llm_server.base_url
-    settings.OPENAI_TIMEOUT = 2
-    settings.OPENAI_MAX_RETRIES = 3
-    return llm_server
-
-
-@pytest.fixture
 def seeded(project, lead):
     for label, texts in TEXTS.items():
         for text in texts:

@@ -28,13 +28,34 @@ def test_a_label_split_over_tokens_shares_its_first_token_with_another_label():
 def test_tokens_the_format_forbids_take_no_probability():
     tokens = [token('{"label": "', 1), token("ham", 0.3, top=[("ham", 0.3), ("spam", 0.1), (" I", 0.4),
                                                               ("{", 0.2)]), token('"}', 1)]
-    assert label_probs_from_logprobs(tokens, LABELS, "ham") == pytest.approx({"ham": 0.75, "spam": 0.25})
+    # "sports" is missing from the list: it gets the smallest listed probability (0.1) as its upper bound.
+    assert label_probs_from_logprobs(tokens, LABELS, "ham") == pytest.approx({"ham": 0.6, "spam": 0.2, "sports": 0.2})
 
 
 def test_an_alternative_without_the_opening_quote_is_not_at_the_label_position():
     tokens = [token('{"label":', 1), token(' "ham', 0.5, top=[(' "ham', 0.5), ("spam", 0.4), (' "spam', 0.1)]),
               token('"}', 1)]
-    assert label_probs_from_logprobs(tokens, LABELS, "ham") == pytest.approx({"ham": 5 / 6, "spam": 1 / 6}, abs=1e-5)
+    assert label_probs_from_logprobs(tokens, LABELS, "ham") == pytest.approx(
+        {"ham": 5 / 7, "spam": 1 / 7, "sports": 1 / 7}, abs=1e-5)
+
+
+def test_a_short_list_never_makes_the_chosen_label_certain():
+    """Seen with SmolLM2 behind llama-cpp-python: the other label is not among the alternatives, which are all tokens
+    the grammar forbids. It is less likely than any of them, not impossible."""
+    tokens = [token('{"label": "', 1), token("spam", 0.6, top=[("spam", 0.6), (" I", 0.2), ("\n", 0.05)]),
+              token('"}', 1)]
+    assert label_probs_from_logprobs(tokens, ["spam", "ham"], "spam") == pytest.approx({"spam": 0.6 / 0.65,
+                                                                                        "ham": 0.05 / 0.65})
+
+
+def test_a_token_the_grammar_forced_against_the_model_says_nothing():
+    # Recorded from SmolLM2-135M behind llama-cpp-python: "spam" written as s + pa + m, "pa" at logprob -16 while the
+    # model wanted "ms", the forced token listed after the top alternatives. Read naively, ham would get everything.
+    tokens = [token('{"label": "', 1), token("s", 0.004, top=[("We", 0.28), ("s", 0.004), ("h", 0.003)]),
+              token("pa", 7e-8, top=[("ms", 0.75), ("ending", 0.03), ("pa", 7e-8)]),
+              token("m", 2.5e-7, top=[("el", 0.06), ("m", 2.5e-7)]),
+              token('"}', 0.35)]
+    assert label_probs_from_logprobs(tokens, ["spam", "ham"], "spam") is None
 
 
 def test_no_position_no_probability():

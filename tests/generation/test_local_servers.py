@@ -15,16 +15,6 @@ from tests.support.llm_server import LLAMA_CPP_N_ERROR
 
 
 @pytest.fixture
-def llm(llm_server, settings, monkeypatch):
-    """The deployment's default connection, pointed at the loopback server (not probed: OpenAI is assumed)."""
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    settings.OPENAI_BASE_URL = llm_server.base_url
-    settings.OPENAI_TIMEOUT = 5
-    settings.OPENAI_MAX_RETRIES = 3
-    return llm_server
-
-
-@pytest.fixture
 def seeded(project):
     for label, texts in TEXTS.items():
         for text in texts:

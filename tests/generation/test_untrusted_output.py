@@ -20,15 +20,6 @@ POOL = ["A wonderful, moving film; I loved it.", "Terrible acting and a boring p
 OPTIONS = {"max_concurrency": 1, "parse_retries": 0, "price_prompt_per_1k": "0.5", "price_completion_per_1k": "1.5"}
 
 
-@pytest.fixture
-def llm(llm_server, settings, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    settings.OPENAI_BASE_URL = llm_server.base_url
-    settings.OPENAI_TIMEOUT = 5
-    settings.OPENAI_MAX_RETRIES = 3
-    return llm_server
-
-
 def run(project, lead, mode, **options) -> GenerationJob:
     job = services.job_create(project=project, user=lead, mode=mode, provider="openai",
                               options={**OPTIONS, **options}, enqueue=False)

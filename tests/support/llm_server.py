@@ -75,12 +75,15 @@ QUIRK_PRESETS = {
                          "one_at_a_time", "unconstrained_logprobs"),
     "llama.cpp": ("n_refused", "schema_in_json_object"),
 }
-# The body llama-cpp-python 0.3.36 sends for a json_schema response format: FastAPI's RequestValidationError as text,
-# wrapped by its RouteErrorHandler as an internal server error.
+# The message llama-cpp-python 0.3.36 sends for a json_schema response format (recorded from the real server, its
+# install path shortened): FastAPI's RequestValidationError as text, wrapped by its RouteErrorHandler in an OpenAI-style
+# error body of type internal_server_error with HTTP 500.
 LLAMA_CPP_PYTHON_FORMAT_ERROR = (
     "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
     "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
-    "'ctx': {'expected': \"'text' or 'json_object'\"}}"
+    "'ctx': {'expected': \"'text' or 'json_object'\"}}\n\n"
+    "  File \"/venv/lib/python3.11/site-packages/llama_cpp/server/app.py\", line 376, in create_chat_completion\n"
+    "    POST /v1/chat/completions"
 )
 LLAMA_CPP_N_ERROR = "Only one completion choice is allowed"
 # Share of the label position's probability that unconstrained logprobs put on tokens the JSON grammar forbids.
