@@ -1,6 +1,7 @@
 """How many human reviews until the curated labels reach 95 / 98 / 99% accuracy? Replays a labelled CSV through the app.
 
     python bench/annotation_efficiency.py PATH [--seeds 20] [--batch 0.02] [--weak-labels N] [--limit N]
+        [--certified [--target 0.98]]
 
 PATH is a CSV with ``text``, ``gold`` and ``llm_label`` (empty = the LLM abstained), optionally ``llm_confidence``; any
 label set. A gold-only CSV (``text``, ``label``) works with ``--weak-labels N``: the "LLM" is then a weak classifier
@@ -20,13 +21,25 @@ column), and the oracle that reviews exactly the LLM's errors (the limit). ``aud
 projects, one round with the default 5% audit rate, the audits reviewed, and the share of seeds whose 95% Wilson
 interval holds the true accuracy of the items left auto-accepted.
 
+``--certified``: over ``--seeds`` fresh projects under the default policy (target mode, ``--target``, the default
+audit rate), the reviewer works the queue a batch at a time with a round after each batch, until the round's phase
+(``Project.routing_state``) is "reached" or "unreliable", or the queue is empty after a round. Per seed (the project id
+seeds its calibration sample): reviews at the stop (calibration and audits included) and, when "reached" was declared,
+the curated dataset's true accuracy (person-decided items with their final labels and auto-accepted items with the
+LLM's, against gold). ``held``: the share of seeds whose declared stop held the target (a seed that never declared
+"reached" counts as not held). ``hindsight_reviews``: the median over seeds of the reviews the same run needed to
+first reach the target with gold known (seeds that stopped before reaching it left out). ``unreliable``: the median
+reviews at which "unreliable" was declared (null when no seed declared it) and the largest share of items any seed ever
+auto-accepted before it was declared (over the whole run when it was not).
+
 The last line printed is one JSON object: dataset, n, llm_accuracy, reviews_to, baselines, audit_coverage (plus
-weak_labels when used).
+weak_labels when used, and certified and unreliable with ``--certified``). Shares are of n.
 """
 import argparse
 import csv
 import json
 import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -94,7 +107,8 @@ def baselines(rows: list[dict], seed: int) -> dict:
     }
 
 
-def make_project(rows: list[dict], *, name: str, audit_rate: float, budget: float, batch_reviews: int):
+def make_project(rows: list[dict], *, name: str, audit_rate: float | None, budget: float, batch_reviews: int,
+                 target: float | None = None):
     from django.contrib.auth import get_user_model
 
     from annotation.io.importing import ImportFailed, ImportOptions, import_rows, import_validate, items_import
@@ -107,10 +121,16 @@ def make_project(rows: list[dict], *, name: str, audit_rate: float, budget: floa
     project = services.project_create(name=name, lead=lead)
     labels = sorted({r["gold"] for r in rows} | {r["llm_label"] for r in rows if r["llm_label"]})
     Label.objects.bulk_create(Label(project=project, name=label, order=i) for i, label in enumerate(labels))
-    # Budget mode with no target: the curve measures how well the router orders the reviews; the calibration sample
-    # every project reviews first (30 items with no target) counts among the reviews.
-    Project.objects.filter(pk=project.pk).update(audit_rate=audit_rate, review_budget=budget, routing_mode="budget",
-                                                 retrain_every=batch_reviews, target_accuracy=0.0)
+    if target is None:
+        # Budget mode with no target: the curve measures how well the router orders the reviews; the calibration
+        # sample every project reviews first (30 items with no target) counts among the reviews.
+        Project.objects.filter(pk=project.pk).update(audit_rate=audit_rate, review_budget=budget,
+                                                     routing_mode="budget", retrain_every=batch_reviews,
+                                                     target_accuracy=0.0)
+    else:
+        # The default policy with this target: only the retraining cadence is the bench's.
+        Project.objects.filter(pk=project.pk).update(routing_mode="target", target_accuracy=target,
+                                                     retrain_every=batch_reviews)
     project.refresh_from_db()
     services.membership_add(project=project, identifier=reviewer.username, role="annotator")
     has_conf = any(r.get("llm_confidence") for r in rows)
@@ -132,12 +152,13 @@ def make_project(rows: list[dict], *, name: str, audit_rate: float, budget: floa
     return project, reviewer
 
 
-def review_queue(project, reviewer, rows: list[dict], row_of: dict, on_review=None) -> int:
-    """The simulated reviewer: claim items from the app's queue and answer each with gold until it is empty."""
+def review_queue(project, reviewer, rows: list[dict], row_of: dict, on_review=None, at_most: int | None = None) -> int:
+    """The simulated reviewer: claim items from the app's queue and answer each with gold until it is empty (or
+    ``at_most`` are answered)."""
     from annotation.queue.services import item_review, queue_claim
 
     done = 0
-    while (item := queue_claim(project=project, user=reviewer)) is not None:
+    while (at_most is None or done < at_most) and (item := queue_claim(project=project, user=reviewer)) is not None:
         gold = rows[row_of[item.pk]]["gold"]
         item_review(project=project, item_id=item.pk, user=reviewer, action="accept",
                     expected_version=item.version, labels=[gold])
@@ -221,6 +242,74 @@ def audit_coverage(rows: list[dict], seeds: int, log) -> float:
     return round(held / counted, 4) if counted else None
 
 
+def certified(rows: list[dict], seeds: int, target: float, batch: float, log) -> tuple[dict, dict]:
+    """The default policy with a target: when does the app declare the target reached, and did it hold?"""
+    from annotation.models import Item, Project, Status
+    from annotation.selection import selection_run_round
+
+    n = len(rows)
+    step = max(1, round(batch * n))
+    llm_correct = sum(r["llm_label"] == r["gold"] for r in rows)
+    at_stop, true_at_stop, phases, hindsight, declared, auto_before = [], [], [], [], [], []
+    for seed in range(seeds):
+        project, reviewer = make_project(rows, name=f"bench certified {seed}", audit_rate=None, budget=0.0,
+                                         batch_reviews=step, target=target)
+        row_of = row_index(project)
+        run = {"reviews": 0, "correct": llm_correct, "hindsight": 0 if llm_correct / n >= target else None}
+
+        def on_review(i, run=run):
+            # Hindsight with gold: curated accuracy if every reviewed item is right and the rest keep the LLM's label.
+            run["reviews"] += 1
+            run["correct"] += rows[i]["llm_label"] != rows[i]["gold"]
+            if run["hindsight"] is None and run["correct"] / n >= target:
+                run["hindsight"] = run["reviews"]
+
+        ever_auto: set[int] = set()
+        phase, unreliable_at = None, None
+        while True:
+            started = time.monotonic()
+            selection_run_round(project=project, trigger="reviews")
+            state = Project.objects.get(pk=project.pk).routing_state
+            phase = state.get("phase")
+            ever_auto.update(Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED)
+                             .values_list("pk", flat=True))
+            log(f"certified seed {seed}: {time.monotonic() - started:.1f} s, reviews {run['reviews'] / n:.3f}, "
+                f"phase {phase}, lower bound {state.get('lower_bound')}, auto-accepted {state.get('auto_accepted')}")
+            if phase == "unreliable":
+                unreliable_at = run["reviews"]
+            if phase in ("reached", "unreliable"):
+                break
+            if review_queue(project, reviewer, rows, row_of, on_review, at_most=step) == 0:
+                break  # nothing to review and no new reviews: the next round would decide the same
+        true_accuracy = None
+        if phase == "reached":
+            kept = Item.objects.filter(project=project, status__in=(Status.ACCEPTED, Status.AUTO_ACCEPTED))
+            right = [(final if status == Status.ACCEPTED else proposed) == [rows[row_of[pk]]["gold"]]
+                     for pk, status, final, proposed in kept.values_list("pk", "status", "final_labels",
+                                                                        "proposed_labels")]
+            true_accuracy = round(sum(right) / len(right), 4)
+        log(f"certified seed {seed}: stopped {phase} after {run['reviews']} reviews, true accuracy {true_accuracy}, "
+            f"hindsight {run['hindsight']}, ever auto-accepted {len(ever_auto)}")
+        at_stop.append(round(run["reviews"] / n, 4))
+        true_at_stop.append(true_accuracy)
+        phases.append(phase)
+        if run["hindsight"] is not None:
+            hindsight.append(run["hindsight"] / n)
+        if unreliable_at is not None:
+            declared.append(unreliable_at / n)
+        auto_before.append(len(ever_auto) / n)
+    result = {
+        "target": target, "seeds": seeds, "reviews_at_stop": at_stop, "true_accuracy_at_stop": true_at_stop,
+        "phases": phases,
+        "held": round(sum(a is not None and a >= target for a in true_at_stop) / seeds, 4),
+        "median_reviews_at_stop": round(statistics.median(at_stop), 4),
+        "hindsight_reviews": round(statistics.median(hindsight), 4) if hindsight else None,
+    }
+    unreliable = {"declared_after_reviews": round(statistics.median(declared), 4) if declared else None,
+                  "auto_accepted_before_declared": round(max(auto_before), 4)}
+    return result, unreliable
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("path", type=Path)
@@ -228,6 +317,8 @@ def main() -> None:
     parser.add_argument("--batch", type=float, default=0.02, help="share of items reviewed per step")
     parser.add_argument("--weak-labels", type=int, default=0, help="make llm_label with a weak classifier on N rows")
     parser.add_argument("--limit", type=int, default=0, help="use a random sample of this many rows")
+    parser.add_argument("--certified", action="store_true", help="also run the target-mode stop over --seeds projects")
+    parser.add_argument("--target", type=float, default=0.98, help="target accuracy for --certified")
     args = parser.parse_args()
 
     def log(message):
@@ -247,6 +338,8 @@ def main() -> None:
                   "baselines": baselines(rows, seed=0), "audit_coverage": coverage}
         if args.weak_labels:
             result["weak_labels"] = args.weak_labels
+        if args.certified:
+            result["certified"], result["unreliable"] = certified(rows, args.seeds, args.target, args.batch, log)
         print(json.dumps(result))
 
 
