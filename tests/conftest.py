@@ -6,6 +6,7 @@ from django.conf import settings
 
 from synthstudio.celery import app as celery_app
 from tests.support.factories import add_member, make_project, make_user, make_world
+from tests.support.jobs import seed
 from tests.support.runtime import TEST_QUEUE, start_worker, stop_worker, worker_env
 
 celery_app.conf.task_default_queue = TEST_QUEUE
@@ -94,3 +95,10 @@ def llm(llm_server, settings, monkeypatch):
     settings.OPENAI_TIMEOUT = 5
     settings.OPENAI_MAX_RETRIES = 3
     return llm_server
+
+
+@pytest.fixture
+def seeded(project):
+    """The project with accepted, imported examples of each label (tests/support/jobs.py TEXTS) for jobs to show."""
+    seed(project)
+    return project

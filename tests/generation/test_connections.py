@@ -7,15 +7,13 @@ import pytest
 from django.db import connection as db_connection
 from django.urls import reverse
 
-from annotation.models import Item, Source, Status
+from annotation.models import Item
 from generation import connections, services
 from generation.checks import llm_provider_check
 from generation.config import JobConfig
 from generation.models import EndpointProbe, GenerationJob, JobMode, JobStatus, LLMConnection
 from generation.probe import capabilities_from
 from generation.providers import RESPONSE_FORMATS, Capabilities, ChatCall, OpenAIProvider, ProviderError
-from tests.support.factories import make_item
-from tests.support.jobs import TEXTS
 from tests.support.llm_server import LLMServer
 
 KEY = "sk-MARKER-local-5e1d"
@@ -28,15 +26,6 @@ FORM = {"mode": "label_conditioned", "provider": "openai", "connection": "", "mo
         "template_generate": services.prompts.DEFAULT_TEMPLATES["generate"],
         "template_label": services.prompts.DEFAULT_TEMPLATES["label"],
         "template_check": services.prompts.DEFAULT_TEMPLATES["check"]}
-
-
-@pytest.fixture
-def seeded(project):
-    for label, texts in TEXTS.items():
-        for text in texts:
-            make_item(project, text, status=Status.ACCEPTED, proposed=(), final_labels=[label],
-                      source=Source.IMPORTED)
-    return project
 
 
 def connect(project, lead, server, name="local", **fields):

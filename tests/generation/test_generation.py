@@ -11,15 +11,6 @@ from tests.support.factories import make_item
 from tests.support.jobs import TEXTS, start
 
 
-@pytest.fixture
-def seeded(project, lead):
-    for label, texts in TEXTS.items():
-        for text in texts:
-            make_item(project, text, status=Status.ACCEPTED, proposed=(), final_labels=[label],
-                      source=Source.IMPORTED)
-    return project
-
-
 def job_items(job):
     return list(Item.objects.filter(generation_job_id=job.id).order_by("id"))
 

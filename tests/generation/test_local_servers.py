@@ -6,22 +6,12 @@ import json
 
 import pytest
 
-from annotation.models import Item, Label, Source, Status
+from annotation.models import Item, Label, Status
 from generation import connections, services
 from generation.models import JobEvent, JobMode, JobStatus
 from tests.support.factories import make_item
-from tests.support.jobs import TEXTS, start
+from tests.support.jobs import start
 from tests.support.llm_server import LLAMA_CPP_N_ERROR
-
-
-@pytest.fixture
-def seeded(project):
-    for label, texts in TEXTS.items():
-        for text in texts:
-            make_item(project, text, status=Status.ACCEPTED, proposed=(), final_labels=[label],
-                      source=Source.IMPORTED)
-    return project
-
 
 POOL = ["A wonderful, moving film; I loved it.", "Terrible acting and a boring plot.",
         "The best concert I have seen, brilliant.", "An awful, dull evening, a waste."]
