@@ -60,14 +60,6 @@ class Project(models.Model):
     def __str__(self):
         return self.name
 
-    @property
-    def routing_sentences(self):
-        """The routing state in plain sentences, for the banner on every lead page (reads the row, no query)."""
-        # annotation.selection imports this module; importing it back at call time avoids the cycle.
-        from annotation.selection.estimates import routing_sentences
-
-        return routing_sentences(self.routing_state)
-
 
 class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")

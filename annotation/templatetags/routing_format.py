@@ -1,5 +1,7 @@
-"""Filters for showing shares and intervals on the routing page."""
+"""Filters for showing shares, intervals and the routing state on the routing page and the lead pages' banner."""
 from django import template
+
+from annotation.selection.estimates import routing_sentences as _sentences
 
 register = template.Library()
 
@@ -19,3 +21,9 @@ def interval(value) -> str:
         return "n/a"
     low, high = value
     return f"{low:.1%} to {high:.1%}"
+
+
+@register.filter
+def routing_sentences(state):
+    """A project's ``routing_state`` in the sentences lead pages show (None before the first round); no query."""
+    return _sentences(state or {})

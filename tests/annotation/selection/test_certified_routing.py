@@ -7,6 +7,7 @@ from django.utils.html import escape
 from annotation.models import Item, Project, Review, ReviewAction, RoutingMode, Status
 from annotation.queue import services as queue
 from annotation.selection import rounds, selection_run_round, tasks
+from annotation.selection.estimates import routing_sentences
 from tests.support.factories import make_item, make_pool
 
 
@@ -186,7 +187,7 @@ def test_a_review_cap_keeps_people_within_it_and_says_the_target_is_out_of_reach
     assert {i.route_reason for i in capped} == {"waiting: the review cap (20 items) is reached"}
     project.refresh_from_db()
     assert project.routing_state["cap_reached"]
-    assert "cannot be certified within it" in project.routing_sentences.headline
+    assert "cannot be certified within it" in routing_sentences(project.routing_state).headline
 
 
 def test_budget_mode_auto_accepts_only_what_the_target_allows(project, annotator):
