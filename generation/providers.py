@@ -542,21 +542,29 @@ def eda_augment(text: str, rng: random.Random, *, alpha: float = 0.15, donor_wor
     Synonym replacement (the fourth EDA operation) needs a thesaurus we do not ship; insertions draw from the text
     itself and from ``donor_words`` (other seeds of the same label) instead.
     """
-    words = _WORD.findall(text)
-    if len(words) < 2:
+    original = _WORD.findall(text)
+    if len(original) < 2:
         return text
-    changes = max(1, round(alpha * len(words)))
-    pool = list(words) + list(donor_words)
-    for _ in range(changes):
-        operation = rng.choice(("swap", "delete", "insert"))
-        if operation == "swap" and len(words) >= 2:
-            i, j = rng.sample(range(len(words)), 2)
-            words[i], words[j] = words[j], words[i]
-        elif operation == "delete" and len(words) > 3:
-            del words[rng.randrange(len(words))]
-        else:
-            words.insert(rng.randrange(len(words) + 1), rng.choice(pool).strip(".,;:!?\"'"))
-    return " ".join(words)
+    changes = max(1, round(alpha * len(original)))
+    pool = list(original) + list(donor_words)
+    variant = " ".join(original)
+    # Edits can cancel out (a swap undone by the next, a swap of two equal words); a copy of the seed is no sample,
+    # so a few more draws are made before giving the copy up to the duplicate filter.
+    for _ in range(8):
+        words = list(original)
+        for _ in range(changes):
+            operation = rng.choice(("swap", "delete", "insert"))
+            if operation == "swap":
+                i, j = rng.sample(range(len(words)), 2)
+                words[i], words[j] = words[j], words[i]
+            elif operation == "delete" and len(words) > 3:
+                del words[rng.randrange(len(words))]
+            else:
+                words.insert(rng.randrange(len(words) + 1), rng.choice(pool).strip(".,;:!?\"'"))
+        variant = " ".join(words)
+        if variant != " ".join(original):
+            break
+    return variant
 
 
 def label_word_votes(text: str, label_words: dict[str, list[str]]) -> dict[str, float]:
