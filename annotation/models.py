@@ -25,6 +25,8 @@ class RoutingMode(models.TextChoices):
 class Project(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, help_text="The task description; it becomes the LLM's system prompt.")
+    guidelines = models.TextField(blank=True, help_text="Instructions for reviewers, shown beside the review queue: "
+                                  "plain text or simple Markdown (**bold**, *italic*, `code`, lists, links).")
     multi_label = models.BooleanField(default=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -75,7 +77,7 @@ class Membership(models.Model):
 
 
 # Keys the review queue uses itself; a label hotkey may not take one of them.
-RESERVED_HOTKEYS = frozenset("aersu")
+RESERVED_HOTKEYS = frozenset("aegrsu")
 
 
 class Label(models.Model):
@@ -101,7 +103,8 @@ class Label(models.Model):
 
     def clean(self):
         if self.hotkey and self.hotkey.lower() in RESERVED_HOTKEYS:
-            raise ValidationError({"hotkey": f"'{self.hotkey}' is a review-queue key (a, e, r, s, u); pick another."})
+            raise ValidationError(
+                {"hotkey": f"'{self.hotkey}' is a review-queue key (a, e, g, r, s, u); pick another."})
 
 
 class AttributeDimension(models.Model):
@@ -232,6 +235,9 @@ class Item(models.Model):
             # A job's items, newest first (generation/selectors.py job_items): WHERE generation_job_id = ?
             # ORDER BY id DESC LIMIT n; also export and dashboards by job: WHERE generation_job_id = ?.
             models.Index(fields=["generation_job_id", "id"], name="item_generation_job_id"),
+            # Calibration samples (annotation/selection/rounds.py, annotation/queue/services.py): WHERE project_id = ?
+            # AND is_calibration; a few hundred rows per cohort, read at every round and every calibration decision.
+            models.Index(fields=["project", "id"], condition=Q(is_calibration=True), name="item_calibration"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -263,6 +269,44 @@ class Item(models.Model):
             raise IllegalTransition(self.status, target)
         self.status = target
         self.version += 1
+
+
+class ItemCount(models.Model):
+    """How many live (not archived) items of a project have a status: the sum of ``n`` over the project's rows of
+    that status. Pages read these sums instead of counting items (``annotation/items/counts.py``).
+
+    Kept by database triggers on the item table (migration 0015), not by the Python writers. A trigger runs in the
+    statement's own transaction for every writer there is: the item services, imports by COPY, generation's
+    ``bulk_create``, the test factories, the admin's archive, a cascade delete, a benchmark's raw COPY; an explicit
+    delta in each writer would drift the first time a new writer forgot it. The counts move with the items they
+    count, committed or rolled back together.
+
+    PostgreSQL: one statement-level trigger per INSERT, UPDATE and DELETE reads the statement's transition tables and
+    *inserts* one delta row per (project, status) that changed (a 50,000-row COPY adds about six rows). Nothing is
+    updated in place, so no writer ever waits for another's counter row: a scoring round that routes for a minute in
+    one transaction holds no lock a review needs. The rows of a project are folded into one per status now and then
+    (by a statement with probability 1/50, and by the reconciliation), under a try-lock so a fold never waits either.
+    SQLite runs one writer at a time, so its row-level triggers update one row per (project, status) in place.
+    ``item_counts_reconcile`` recounts the items, adds a correcting row where the sums drifted, and reports it.
+
+    ``project`` has no foreign-key constraint: a constraint would make each delta row lock its project row (KEY
+    SHARE) against the project-row locks of rounds and calibration; rows of a deleted project are removed by the
+    reconciliation.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False,
+                                related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices)
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            # The pages' read: SELECT status, sum(n) WHERE project_id = ? GROUP BY status.
+            models.Index(fields=["project", "status"], name="itemcount_project_status"),
+        ]
+
+    def __str__(self):
+        return f"{self.status} {self.n:+d} in project {self.project_id}"
 
 
 class ReviewAction(models.TextChoices):
@@ -506,3 +550,31 @@ class LoginFailure(models.Model):
             # Throttle check per client address: WHERE address = ? AND created_at > ?.
             models.Index(fields=["address", "created_at"], name="loginfailure_address_recent"),
         ]
+
+
+class Invitation(models.Model):
+    """A single-use link that makes whoever opens it a member of ``project`` with ``role``, setting up an account if
+    they have none (annotation/projects/invitations.py). Only the SHA-256 of its token is stored: the link is shown
+    once, when the lead makes it."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invitations")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    token_hash = models.CharField(max_length=64, unique=True)
+    email = models.EmailField(blank=True, help_text="Who it is meant for (a note for the lead; any holder can use it).")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # The members page: WHERE project_id = ? ORDER BY id DESC LIMIT n.
+            models.Index(fields=["project", "-id"], name="invitation_project_recent"),
+        ]
+
+    def __str__(self):
+        return f"invitation #{self.pk} to {self.project} as {self.role}"

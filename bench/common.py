@@ -85,6 +85,8 @@ def project_remove(project, users) -> None:
         # Reviews are append-only through the ORM; the bench removes its own rows directly.
         cursor.execute("DELETE FROM annotation_review WHERE project_id = %s", [project.pk])
         cursor.execute("DELETE FROM annotation_item WHERE project_id = %s", [project.pk])
+        # Its per-status counters (no foreign key, so the project's delete leaves them; see ItemCount).
+        cursor.execute("DELETE FROM annotation_itemcount WHERE project_id = %s", [project.pk])
     project.delete()
     for user in users:
         user.delete()

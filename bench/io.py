@@ -8,6 +8,11 @@ times the validation pass alone, then imports the file through the same job code
 write transaction, progress, ANALYZE), exports the project as CSV and JSONL to /dev/null, and runs
 ``COPY (SELECT <the columns the export reads> ...) TO STDOUT`` over the same rows for comparison (twice; the faster
 run counts). The provenance export (one extra query per batch for the last reviews) is timed too.
+Then the same exports as a lead downloads them: gunicorn with the production config (``synthstudio/gunicorn_conf.py``,
+one worker, started as ``bench/load.py`` starts it, on a loopback port), a session logged in through the login form,
+``GET /projects/<id>/export/download/`` with every status ticked (the COPY path), the body read in 1 MB reads and
+thrown away; time to the last byte and the worker's peak RSS before and after. ``--http
+N`` repeats each download N times (the fastest counts; 0 skips them).
 Each phase runs in its own process so its peak RSS is its own. The bench makes its own user and project and deletes
 them (and its file) at the end. The last line printed is one JSON object with every figure.
 """
@@ -15,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -22,6 +28,7 @@ import time
 from pathlib import Path
 
 from common import LABELS, REPO, peak_rss_mb, project_remove, setup_django
+from load import HOST, Browser, Server
 
 # Fewer words than the other benches' texts: the figures in RESULTS.md were measured on these.
 WORDS = ("what how why who where when which film city river price number year company song war book actor disease "
@@ -108,6 +115,63 @@ def phase_copy(project_id: int) -> dict:
     return {"seconds": round(seconds, 2), "bytes": size, "peak_rss_mb": round(peak_rss_mb())}
 
 
+def _worker_pids(server: Server) -> list[int]:
+    """gunicorn's worker processes: the children of its master."""
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """A process's peak resident set (VmHWM) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def http_download(*, server: Server, browser: Browser, project_id: int, fmt: str) -> dict:
+    """One export download over HTTP, streamed to nowhere: seconds to the last byte, and bytes."""
+    import http.client
+    import urllib.parse
+
+    query = urllib.parse.urlencode([("format", fmt), ("include", "verified"),
+                                    *(("status", s) for s in ("proposed", "needs_review", "auto_accepted", "filtered",
+                                                              "accepted", "rejected"))])
+    conn = http.client.HTTPConnection(HOST, server.port, timeout=600)
+    headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in browser.cookies.items())}
+    t0 = time.perf_counter()
+    conn.request("GET", f"/projects/{project_id}/export/download/?{query}", headers=headers)
+    response = conn.getresponse()
+    if response.status != 200:
+        raise SystemExit(f"download answered {response.status}")
+    size = 0
+    while block := response.read(1 << 20):
+        size += len(block)
+    seconds = time.perf_counter() - t0
+    conn.close()
+    return {"seconds": round(seconds, 2), "bytes": size}
+
+
+def phase_http(project_id: int, username: str, password: str, repeat: int) -> dict:
+    """The CSV and JSONL downloads through gunicorn (one worker of one thread, so its RSS is the download's)."""
+    server = Server(workers=1, threads=1)
+    try:
+        browser = Browser(server.port)
+        browser.login(username, password)
+        browser.conn.close()
+        worker = _worker_pids(server)[0]
+        out = {"worker_rss_mb_before": _peak_rss_mb(worker)}
+        for fmt in ("csv", "jsonl"):
+            runs = [http_download(server=server, browser=browser, project_id=project_id, fmt=fmt)
+                    for _ in range(repeat)]
+            out[fmt] = min(runs, key=lambda r: r["seconds"])
+            out[fmt]["all_seconds"] = [r["seconds"] for r in runs]
+        out["worker_peak_rss_mb_after"] = _peak_rss_mb(worker)
+        return out
+    finally:
+        server.stop()
+
+
 def child(args) -> None:
     setup_django()
     if args.child == "import":
@@ -133,6 +197,7 @@ def run_child(name: str, project_id: int, file: str = "") -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--http", type=int, default=2, help="downloads over HTTP per format (0: none)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--project", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--file", default="", help=argparse.SUPPRESS)
@@ -151,7 +216,8 @@ def main() -> None:
     if connection.vendor != "postgresql":
         raise SystemExit("bench/io.py compares with PostgreSQL's COPY: set DATABASE_URL to a PostgreSQL database")
     call_command("migrate", verbosity=0)
-    user = get_user_model().objects.create_user(f"bench-io-{os.getpid()}")
+    password = secrets.token_urlsafe(16)
+    user = get_user_model().objects.create_user(f"bench-io-{os.getpid()}", password=password)
     project = services.project_create(name=f"bench io {os.getpid()}", lead=user)
     Label.objects.bulk_create(Label(project=project, name=n, order=i) for i, n in enumerate(LABELS))
     tmp = Path(tempfile.mkdtemp(prefix="bench-io-"))
@@ -174,6 +240,11 @@ def main() -> None:
         results["export_jsonl_rows_per_s"] = round(args.rows / results["export-jsonl"]["seconds"])
         results["csv_vs_copy"] = round(results["export-csv"]["seconds"] / copy_s, 2)
         results["jsonl_vs_copy"] = round(results["export-jsonl"]["seconds"] / copy_s, 2)
+        if args.http:
+            results["http"] = phase_http(project.pk, user.username, password, args.http)
+            print("http", results["http"], flush=True)
+            results["http_csv_vs_copy"] = round(results["http"]["csv"]["seconds"] / copy_s, 2)
+            results["http_jsonl_vs_copy"] = round(results["http"]["jsonl"]["seconds"] / copy_s, 2)
     finally:
         path.unlink(missing_ok=True)
         tmp.rmdir()

@@ -32,6 +32,12 @@ For each size in ``--items`` (a comma-separated list, e.g. ``10000,100000,100000
    item got more decisions than it needs reviews, that every submit the app confirmed has its Review row by that
    annotator, with that action, and that the item's status matches; then deletes everything it made.
 
+With ``--round`` (or ``--round nice``) a scoring round of the same project runs during each load phase, back to back
+for the whole phase, in a child process as a Celery worker would run it (``nice``: at the CPU priority a worker gives
+itself, ``WORKER_NICENESS`` 10; ``plain``: as workers ran before, at the web server's priority; ``nice-skip-held``: also
+routing with ``items_change(skip_held=True)``, which leaves the items reviewers hold unlocked); meanwhile PostgreSQL's ``pg_stat_activity`` is sampled every 20 ms for
+statements waiting (on a lock, the WAL, I/O), counted by wait event and statement. ``--round-only`` runs that phase alone.
+
 Latencies are measured by the client (they include the client's own Python time) and by gunicorn's access log (time
 in the worker). The load average is recorded before and after each phase: on a shared 2-core machine, read the numbers
 with it. The last line printed is one JSON object with every figure.
@@ -266,7 +272,8 @@ class Server:
 
 ITEM = re.compile(r'data-item="(\d+)"\s+data-version="(\d+)"')
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-MESSAGE = re.compile(r'<p class="message ([a-z ]*)" role="status">([^<]*)</p>')
+# A message as templates/_messages.html writes it (an error's text may follow a visually hidden "Error: ").
+MESSAGE = re.compile(r'<p class="message ([a-z ]*)"[^>]*>(?:<span class="visually-hidden">[^<]*</span>)?([^<]*)</p>')
 DONE = re.compile(r"(Accepted|Saved your edit of|Rejected) item (\d+)\.")
 
 
@@ -447,8 +454,76 @@ class Budget:
             return True
 
 
+class RoundsAlongside:
+    """Scoring rounds of the project back to back in a child process (as a Celery worker runs them) until stopped, and
+    a sampler of the statements waiting in PostgreSQL, for the length of a load phase."""
+
+    def __init__(self, project_id: int, *, nice: bool, skip_held: bool = False):
+        self.stop_file = Path(tempfile.mkstemp(prefix="rounds-stop-")[1])
+        self.stop_file.unlink()
+        cmd = [sys.executable, __file__, "--round-child", str(project_id), "--round-stop", str(self.stop_file)]
+        # WORKER_NICENESS=0: the child runs as a worker did before it lowered its own priority.
+        env = {**os.environ, "WORKER_NICENESS": "10" if nice else "0",
+               "BENCH_ROUND_SKIP_HELD": "1" if skip_held else ""}
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+        self.waits: dict[str, int] = {}
+        self.samples = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            while not self._done.wait(0.02):
+                cursor.execute("SELECT wait_event_type || ':' || wait_event || ' ' || left(query, 50) "
+                               "FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
+                               "AND wait_event IS NOT NULL AND pid <> pg_backend_pid()")
+                self.samples += 1
+                for (query,) in cursor.fetchall():
+                    key = " ".join(query.split())
+                    self.waits[key] = self.waits.get(key, 0) + 1
+        connection.close()
+
+    def finish(self) -> dict:
+        self.stop_file.touch()
+        out, _ = self.proc.communicate(timeout=3600)
+        self.stop_file.unlink(missing_ok=True)
+        self._done.set()
+        self._thread.join()
+        rounds = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        return {"rounds": rounds, "wait_samples": self.samples,
+                "waits": dict(sorted(self.waits.items(), key=lambda kv: -kv[1])[:10])}
+
+
+def rounds_child(project_id: int, stop: Path) -> None:
+    """Run rounds of the project one after the other until ``stop`` exists; one JSON line per round."""
+    setup_django()
+    from annotation.models import Project
+    from annotation.selection.rounds import selection_run_round
+    from synthstudio.celery import worker_priority_lower
+
+    worker_priority_lower()  # what a Celery worker does at start (WORKER_NICENESS)
+    if os.environ.get("BENCH_ROUND_SKIP_HELD"):
+        # The routing writes as they would be with items_change(skip_held=True) in annotation/selection/rounds.py.
+        import functools
+
+        from annotation.items.services import items_change
+        from annotation.selection import rounds
+
+        rounds.items_change = functools.partial(items_change, skip_held=True)
+
+    project = Project.objects.get(pk=project_id)
+    while not stop.exists():
+        t0 = time.perf_counter()
+        done = selection_run_round(project=project, trigger="manual")
+        print(json.dumps({"seconds": round(time.perf_counter() - t0, 1), "ran": done is not None,
+                          "items_scored": getattr(done, "items_scored", 0)}), flush=True)
+
+
 def run_load(*, built: dict, server: Server, password: str, seconds: float, max_submits: int, flow: str,
-             think: float, start: str = "staggered") -> dict:
+             think: float, start: str = "staggered", rounds: str = "") -> dict:
     project_id = built["project"].pk
     people = [Annotator(user_id=u.pk, username=u.username) for u in built["team"]]
     browsers = []
@@ -465,6 +540,8 @@ def run_load(*, built: dict, server: Server, password: str, seconds: float, max_
     offset = server.log_offset()
     load_before = loadavg()
     budget = Budget(max_submits)
+    alongside = (RoundsAlongside(project_id, nice=rounds.startswith("nice"), skip_held=rounds.endswith("skip-held"))
+                 if rounds else None)
     t0 = time.monotonic()
     deadline = t0 + seconds
     threads = [
@@ -479,6 +556,7 @@ def run_load(*, built: dict, server: Server, password: str, seconds: float, max_
         t.join(seconds + 120)
     elapsed = time.monotonic() - t0
     load_after = loadavg()
+    beside = alongside.finish() if alongside else None
     server_times = server.server_times(offset)
     for browser in browsers:
         browser.conn.close()
@@ -498,6 +576,7 @@ def run_load(*, built: dict, server: Server, password: str, seconds: float, max_
         "server_submit_ms": percentiles(server_times.get("submit", [])),
         "per_annotator_confirmed": sorted(len(p.confirmed) for p in people),
         "loadavg_before": load_before, "loadavg_after": load_after, **checks,
+        **({"rounds_alongside": rounds, **beside} if beside else {}),
     }
 
 
@@ -634,7 +713,14 @@ def main() -> None:
                              "or all at the same instant, a burst of 16 requests (simultaneous)")
     parser.add_argument("--mode", choices=["load", "browse", "all"], default="all")
     parser.add_argument("--requests", type=int, default=10, help="timed requests per page in the browse phase")
+    parser.add_argument("--round", nargs="?", const="plain", default="", choices=["plain", "nice", "nice-skip-held"],
+                        help="also run each load phase with scoring rounds of the project running (see the docstring)")
+    parser.add_argument("--round-only", action="store_true", help="with --round: only the phases with rounds")
+    parser.add_argument("--round-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--round-stop", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.round_child:
+        return rounds_child(args.round_child, args.round_stop)
     setup_django()
     from django.core.management import call_command
     from django.db import connection
@@ -663,11 +749,13 @@ def main() -> None:
                     result["load"] = []
                     for flow in args.flow.split(","):
                         for think in [float(x) for x in args.think.split(",")]:
-                            phase = run_load(built=built, server=server, password=password, seconds=args.seconds,
-                                             max_submits=args.max_submits, flow=flow, think=think,
-                                             start=args.start)
-                            print(json.dumps(phase), flush=True)
-                            result["load"].append(phase)
+                            variants = [args.round] if args.round_only else ["", args.round] if args.round else [""]
+                            for rounds in variants:
+                                phase = run_load(built=built, server=server, password=password,
+                                                 seconds=args.seconds, max_submits=args.max_submits, flow=flow,
+                                                 think=think, start=args.start, rounds=rounds)
+                                print(json.dumps(phase), flush=True)
+                                result["load"].append(phase)
             finally:
                 project_remove(built["project"], built["users"])
             results.append(result)
