@@ -23,6 +23,7 @@ from django.db.models import DecimalField, Exists, F, OuterRef, Q, Value
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
+from annotation.events import event_publish
 from annotation.items.services import ItemChange, ServiceError, items_change, items_log_created
 from annotation.models import (
     AttributeDimension,
@@ -215,6 +216,8 @@ def job_cancel(*, job: GenerationJob, user=None) -> GenerationJob:
         status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now
     ):
         _event(job, "cancelled", f"cancelled before it started by {getattr(user, 'username', 'system')}")
+        job.refresh_from_db()
+        event_publish(project_id=job.project_id, event="job.finished", data=_finished_event(job))
     elif GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True):
         _event(job, "cancel_requested", f"cancel requested by {getattr(user, 'username', 'system')}")
     job.refresh_from_db()
@@ -363,6 +366,7 @@ def _finish(job: GenerationJob, status: str, message: str, provider: Provider | 
     job.refresh_from_db()
     if finished:
         JobEvent.objects.bulk_create([JobEvent(job=job, kind="adapted", message=a[:2000]) for a in adaptations])
+        event_publish(project_id=job.project_id, event="job.finished", data=_finished_event(job))
     _event(job, status, message, {"produced": job.produced, "filtered": job.filtered, "failed": job.failed,
                                   "requested": job.requested})
     if finished and job.produced:
@@ -370,6 +374,13 @@ def _finish(job: GenerationJob, status: str, message: str, provider: Provider | 
         # round routes them to review or auto-accept; one round at a time is queued per project, however many jobs end.
         selection_request_round(job.project_id, force=True)
     return job
+
+
+def _finished_event(job: GenerationJob) -> dict:
+    """What ``job.finished`` announces (annotation/events.py)."""
+    return {"job": job.pk, "mode": job.mode, "status": job.status, "requested": job.requested,
+            "produced": job.produced, "filtered": job.filtered, "failed": job.failed, "outcome": job.outcome,
+            "finished_at": job.finished_at}
 
 
 def job_run_batch(*, job: GenerationJob, index: int, provider: Provider) -> dict:

@@ -54,6 +54,7 @@ from django.conf import settings
 from django.db import reset_queries, transaction
 from django.utils import timezone
 
+from annotation.events import event_publish
 from annotation.models import ImportJob, Item, Project, Source, Status
 from annotation.projects.schema import LABEL_SEPARATOR
 from annotation.selection import selection_request_round
@@ -643,6 +644,7 @@ def _run(job_id: int) -> ImportJob:
         raise
     finally:
         _remove_upload(path)
+        _finished_publish(job_id)
     return _refresh(job)
 
 
@@ -663,7 +665,18 @@ def import_jobs_reap(*, project: Project) -> int:
         ):
             reaped += 1
             _remove_upload(Path(file_path))
+            _finished_publish(pk)
     return reaped
+
+
+def _finished_publish(job_id: int) -> None:
+    """Announce ``import.finished`` (annotation/events.py) for a job that ended, done or failed."""
+    job = ImportJob.objects.filter(pk=job_id, state__in=(ImportJob.State.DONE, ImportJob.State.FAILED)).first()
+    if job is not None:
+        event_publish(project_id=job.project_id, event="import.finished", data={
+            "import_job": job.pk, "state": job.state, "file_name": job.file_name, "rows_total": job.rows_total,
+            "rows_imported": job.rows_imported, "duplicates": job.duplicates, "errors": len(job.errors or []),
+            "finished_at": job.finished_at})
 
 
 def _refresh(job: ImportJob) -> ImportJob:
@@ -676,3 +689,71 @@ def _remove_upload(path: Path) -> None:
     uploads = (Path(settings.MEDIA_ROOT) / UPLOAD_DIR).resolve()
     if path.resolve().parent == uploads:
         path.unlink(missing_ok=True)
+
+
+# --- Items from a list (the API's bulk create) -----------------------------------------------------------------------
+
+MAX_BULK_ITEMS = 10_000
+
+
+@dataclass
+class BulkResult:
+    """What ``items_bulk_create`` did; ``errors`` and ``duplicate_rows`` name the list index of each record (0-based),
+    so with errors nothing was stored."""
+
+    created: int = 0
+    duplicates: int = 0
+    errors: list[dict] = field(default_factory=list)
+    duplicate_rows: list[dict] = field(default_factory=list)
+
+
+def items_bulk_create(*, project: Project, records: list[dict], options: ImportOptions) -> BulkResult:
+    """Create items from JSON objects with the import's row checks and duplicate rules, all or nothing.
+
+    Each record is what a JSONL line holds (``options`` maps its keys; the rest go to ``Item.extra``). Every record is
+    checked first; a problem is reported with the record's index (0-based) and nothing is written. Duplicates (same
+    text ignoring case and spacing, within the list or already in the project) are skipped or kept as ``options``
+    says. The items are written in one transaction and a scoring round is queued, as an import does.
+    """
+    if len(records) > MAX_BULK_ITEMS:
+        raise ImportFailed(f"At most {MAX_BULK_ITEMS} items per request; this one has {len(records)}.")
+    if not records:
+        raise ImportFailed("The list has no items to create.")
+    parser = RowParser(project=project, options=options)
+    result, rows = BulkResult(), []
+    for index, record in enumerate(records):
+        nul = [k for k, v in record.items() if _has_nul(k) or _has_nul(v)]
+        parsed = [RowProblem(index, name, NUL_REASON) for name in nul] or parser.parse(index, record)
+        if isinstance(parsed, list):
+            if len(result.errors) < MAX_ERRORS:
+                result.errors.extend({"index": p.row, "field": _storable(p.field), "message": _storable(p.message)}
+                                     for p in parsed[:MAX_ERRORS - len(result.errors)])
+            continue
+        parsed.provenance = {"api_bulk": True, "index": index}
+        rows.append(parsed)
+    if result.errors:
+        return result
+    hashes = [content_digest(row.text).hex() for row in rows]
+    existing = {}
+    for start in range(0, len(hashes), BATCH):
+        chunk = set(hashes[start:start + BATCH])
+        existing.update(Item.objects.filter(project=project, content_hash__in=chunk).values_list("content_hash", "id"))
+    seen: dict[str, int] = {}
+    keep = []
+    for row, digest in zip(rows, hashes):
+        repeats = f"index {seen[digest]}" if digest in seen else (
+            f"item #{existing[digest]}" if digest in existing else None)
+        seen.setdefault(digest, row.row)
+        if repeats is None:
+            keep.append(row)
+            continue
+        result.duplicates += 1
+        if len(result.duplicate_rows) < MAX_DUPLICATE_EXAMPLES:
+            result.duplicate_rows.append({"index": row.row, "duplicate_of": repeats})
+        if options.duplicates == "keep":
+            keep.append(row)
+    with transaction.atomic():
+        result.created = items_import(project=project, rows=keep)
+        if result.created:
+            selection_request_round(project.pk, force=True)
+    return result
