@@ -150,6 +150,16 @@ class JobStartForm(forms.Form):
                 "connection": self.llm_connection}
 
 
+def job_form_data(*, mode: str, provider: str, options: JobOptions, connection: str = "", model_name: str = "") -> dict:
+    """The start form's data for typed options (the API and ``manage.py start_job``), so that they are checked by this
+    form exactly as a lead's are; ``connection`` is a connection's id as text, "" for the deployment's default."""
+    data = {"mode": mode, "provider": provider, "model_name": model_name, "connection": connection,
+            **{name: getattr(options, name) for name in OPTION_FIELDS}, "labels": list(options.labels),
+            **options.filters.model_dump()}
+    data.update({f"template_{name}": text for name, text in prompts.templates_with_defaults(options.templates).items()})
+    return data
+
+
 class ConnectionForm(forms.Form):
     """An LLM connection; ``connections.connection_save`` checks it and names the field of each problem."""
 

@@ -46,6 +46,10 @@ INSTALLED_APPS = [
     "django_htmx",
     "annotation",
     "generation",
+    # django-ninja's own app: its Swagger UI files, served as our static files (the API's docs page loads no CDN).
+    "ninja",
+    "synthstudio.api",
+    "synthstudio.webhooks.apps.WebhooksConfig",
 ]
 
 MIDDLEWARE = [
@@ -118,6 +122,17 @@ LOGIN_ADDRESS_HEADER = env_str("LOGIN_ADDRESS_HEADER", "")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# E-mail (password reset links): printed on the web process's console unless an SMTP server is named.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+                        else "django.core.mail.backends.console.EmailBackend")
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "synthstudio <noreply@localhost>")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -195,6 +210,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The CPU niceness Celery workers give themselves at start (synthstudio/celery.py): batch work (scoring rounds,
+# imports, dashboards) yields the CPU to web requests on a machine that runs both; 0 leaves the worker as started.
+WORKER_NICENESS = env_int("WORKER_NICENESS", 10)
+if not 0 <= WORKER_NICENESS <= 19:
+    raise ImproperlyConfigured(f"WORKER_NICENESS must be 0-19 (a niceness a process may give itself), not "
+                               f"{WORKER_NICENESS}")
 
 # LLM provider defaults; API keys are read from the environment only and never stored or rendered.
 LLM_PROVIDER = env_str("LLM_PROVIDER", "offline")
@@ -212,8 +233,30 @@ if PII_PHONE_REGION not in phonenumbers.SUPPORTED_REGIONS:
     raise ImproperlyConfigured(f"PII_PHONE_REGION={PII_PHONE_REGION!r} is not a phone region (use a two-letter "
                                f"country code such as US, GB or DE)")
 
+# The cache: per process unless CACHE_URL names a shared one (redis://host:6379/N), which several web processes need
+# for the API's rate limits to count across them.
+CACHE_URL = env_str("CACHE_URL", "")
+if CACHE_URL and not CACHE_URL.startswith(("redis://", "rediss://")):
+    raise ImproperlyConfigured(f"CACHE_URL must be a redis:// URL, not {CACHE_URL!r}")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL} if CACHE_URL
+          else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# API rate limits per token (per user for a browser session), for the expensive calls: (calls, seconds).
+API_RATE_LIMITS = {
+    "export": (env_int("API_EXPORT_LIMIT_PER_HOUR", 60), 3600),
+    "job_create": (env_int("API_JOB_CREATE_LIMIT_PER_HOUR", 60), 3600),
+}
+
 # Review queue
 REVIEW_LEASE_SECONDS = env_int("REVIEW_LEASE_SECONDS", 600)
+
+# Webhooks (synthstudio/webhooks/): loopback, private and link-local receivers are refused unless allowed here (the
+# test suite's loopback receiver; a receiver on the operator's own network).
+WEBHOOKS_ALLOW_PRIVATE = env_bool("WEBHOOKS_ALLOW_PRIVATE", False)
+WEBHOOKS_TIMEOUT_SECONDS = env_float("WEBHOOKS_TIMEOUT_SECONDS", 5.0)
+# A failed attempt is retried after base x 2^(attempt-1) seconds (at most 6 hours apart) for this long after the event.
+WEBHOOKS_RETRY_BASE_SECONDS = env_float("WEBHOOKS_RETRY_BASE_SECONDS", 30.0)
+WEBHOOKS_RETRY_FOR_SECONDS = env_int("WEBHOOKS_RETRY_FOR_SECONDS", 24 * 3600)
 
 # Selective annotation: a local sentence-transformers model folder to use instead of TF-IDF features (never downloaded).
 SELECTION_EMBEDDING_MODEL_PATH = env_str("SELECTION_EMBEDDING_MODEL_PATH", "")

@@ -2,7 +2,7 @@
 from django import forms
 from django.conf import settings
 
-from annotation.io.exporting import EXPORT_FORMATS
+from annotation.io.exporting import EXPORT_FORMATS, ExportFilters
 from annotation.io.importing import extensions
 from annotation.models import Source, Status
 
@@ -60,6 +60,14 @@ class ExportForm(forms.Form):
     def clean_include(self):
         # A form sent without the choice (an older link, a script) gets the safe default.
         return self.cleaned_data["include"] or "verified"
+
+    def export_filters(self) -> ExportFilters:
+        """The cleaned filters as the export takes them (the page and the API)."""
+        data = self.cleaned_data
+        return ExportFilters(statuses=tuple(data["status"]), source=data["source"], label=data["label"],
+                             created_from=data["created_from"], created_to=data["created_to"],
+                             verified_only=data["include"] == "verified" and not data["status"],
+                             mark_verified=data["include"] == "all")
 
     @property
     def formats(self):

@@ -43,6 +43,7 @@ def items_browse(
     source: str = "",
     label: str = "",
     q: str = "",
+    scored_round: int | None = None,
     after: int | None = None,
     before: int | None = None,
     page_size: int = PAGE_SIZE,
@@ -56,6 +57,8 @@ def items_browse(
         qs = qs.filter(_has_label(label))
     if q:
         qs = qs.filter(text__icontains=q)
+    if scored_round is not None:
+        qs = qs.filter(scored_round=scored_round)
     qs = qs.select_related("claimed_by").defer("extra", "llm_votes")
     # One row more than a page tells whether another page follows in that direction; the other direction has
     # rows whenever we came from there (the page we left).

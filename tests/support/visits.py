@@ -3,6 +3,9 @@ arguments from a world of objects (tests/support/factories.py: make_world)."""
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from annotation.models import AttributeDimension, ImportJob, Item, Label, Membership, Review
+from generation.models import GenerationJob
+
 # Fixture names: a lead and an annotator of the visited project, an annotator of another project, nobody signed in.
 VISITORS = ("lead", "annotator", "outsider", "anonymous")
 
@@ -22,8 +25,9 @@ def _routes(resolver=None, prefix=""):
             yield prefix + str(p.pattern), p
 
 
-# (route, URLPattern) of every URL of ours; the admin's are Django's and are checked on their own.
-ROUTES = [(route, p) for route, p in _routes() if not route.startswith("admin/")]
+# (route, URLPattern) of every URL of ours; the admin's are Django's and are checked on their own, the API's
+# operations by their own table (tests/api/test_api_permissions.py).
+ROUTES = [(route, p) for route, p in _routes() if not route.startswith(("admin/", "api/v1/"))]
 
 
 def fill(route: str, pattern: URLPattern, world: dict) -> str:
@@ -37,3 +41,15 @@ def fill(route: str, pattern: URLPattern, world: dict) -> str:
         kwargs[name] = value
     return reverse(pattern.name, kwargs=kwargs) if pattern.name else pytest.fail(f"{route} has no URL name")
 
+
+def project_rows(project) -> list:
+    """Everything of ``project`` a request could change, as plain values."""
+    return [
+        list(Item.objects.filter(project=project).order_by("id").values_list("id", "version", "status", "claimed_by")),
+        Review.objects.filter(item__project=project).count(),
+        list(Membership.objects.filter(project=project).order_by("id").values_list("id", "user", "role")),
+        list(Label.objects.filter(project=project).order_by("id").values_list("id", "name")),
+        list(AttributeDimension.objects.filter(project=project).order_by("id").values_list("id", "name", "values")),
+        list(GenerationJob.objects.filter(project=project).order_by("id").values_list("id", "status")),
+        list(ImportJob.objects.filter(project=project).order_by("id").values_list("id", "state")),
+    ]
