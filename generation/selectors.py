@@ -1,6 +1,9 @@
 """Reads for the generation pages, scoped to one project."""
+from dataclasses import dataclass
+
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from annotation.models import Item, Project, Status
 from generation.config import JobConfig, JobConfigError
@@ -15,6 +18,31 @@ def jobs_for_project(*, project: Project) -> QuerySet[GenerationJob]:
 
 def job_get(*, project: Project, job_id: int) -> GenerationJob:
     return get_object_or_404(GenerationJob, pk=job_id, project=project)
+
+
+@dataclass(frozen=True)
+class JobPace:
+    """How far a job is: samples done (stored, filtered or failed) of those requested, and its rate since it started
+    (None before it started or before anything is done)."""
+
+    done: int
+    requested: int
+    per_minute: float | None
+    seconds_left: float | None
+
+    @property
+    def percent(self) -> int:
+        return min(100, round(100 * self.done / self.requested)) if self.requested else 0
+
+
+def job_pace(*, job: GenerationJob) -> JobPace:
+    done = job.produced + job.filtered + job.failed
+    if job.started_at is None or not done:
+        return JobPace(done=done, requested=job.requested, per_minute=None, seconds_left=None)
+    elapsed = max(((job.finished_at or timezone.now()) - job.started_at).total_seconds(), 1.0)
+    per_second = done / elapsed
+    left = (job.requested - done) / per_second if job.is_active and job.requested > done else None
+    return JobPace(done=done, requested=job.requested, per_minute=per_second * 60, seconds_left=left)
 
 
 def job_settings(*, job: GenerationJob) -> list[tuple[str, str]]:

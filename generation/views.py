@@ -50,11 +50,16 @@ def job_preview(request, access):
 
 @project_view(LEAD)
 def job_detail(request, access, job_id):
+    """The job page; htmx polls its live part (progress, latest items, log) until the job ends."""
     job = selectors.job_get(project=access.project, job_id=job_id)
-    if request.htmx:
-        return render_page(request, access, "generation/_job_progress.html", job=job)
-    return render_page(request, access, "generation/job_detail.html", job=job, settings=selectors.job_settings(job=job),
-                       items=selectors.job_items(job=job, limit=50), events=selectors.job_events(job=job, limit=30))
+    return _job_page(request, access, job)
+
+
+def _job_page(request, access, job):
+    return render_page(request, access, "generation/job_detail.html", partial="generation/_job_live.html", job=job,
+                       settings=None if request.htmx else selectors.job_settings(job=job),
+                       pace=selectors.job_pace(job=job), items=selectors.job_items(job=job, limit=50),
+                       events=selectors.job_events(job=job, limit=30))
 
 
 @require_POST
@@ -64,7 +69,7 @@ def job_cancel(request, access, job_id):
     messages.info(request, f"Job #{job.id}: {job.get_status_display().lower()}"
                            f"{' (stops after the current batch)' if job.is_active else ''}.")
     if request.htmx:
-        return render_page(request, access, "generation/_job_progress.html", job=job)
+        return _job_page(request, access, job)
     return redirect("generation_job", project_id=access.project.id, job_id=job.id)
 
 

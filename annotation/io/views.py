@@ -31,9 +31,10 @@ def import_page(request, access):
         url = reverse("import_detail", args=[access.project.id, job.id])
         return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
     importing.import_jobs_reap(project=access.project)
+    jobs = selectors.import_jobs_recent(project=access.project)
     return render_page(request, access, "annotation/io/import.html", partial="annotation/io/_import_jobs.html",
-                       status=400 if form.errors else 200, form=form,
-                       jobs=selectors.import_jobs_recent(project=access.project))
+                       status=400 if form.errors else 200, form=form, jobs=jobs,
+                       polling=any(job.state in selectors.IMPORT_ACTIVE for job in jobs))
 
 
 @project_view(LEAD)
@@ -46,19 +47,19 @@ def import_detail(request, access, job_id):
 @project_view(LEAD)
 def export_page(request, access):
     form = ExportForm(request.GET or None, project=access.project)
-    count = None
+    summary = None
     if not form.is_bound or form.is_valid():
         filters = _filters(form) if form.is_bound else exporting.ExportFilters(verified_only=True)
-        count = exporting.export_count(project=access.project, filters=filters)
+        summary = selectors.export_summary(project=access.project, filters=filters)
     return render_page(request, access, "annotation/io/export.html", partial="annotation/io/_export_count.html",
-                       form=form, count=count)
+                       form=form, summary=summary)
 
 
 @project_view(LEAD)
 def export_download(request, access):
     form = ExportForm(request.GET, project=access.project)
     if not form.is_valid():
-        return render_page(request, access, "annotation/io/export.html", status=400, form=form, count=None)
+        return render_page(request, access, "annotation/io/export.html", status=400, form=form, summary=None)
     fmt = form.cleaned_data["format"]
     stream = exporting.export_stream(project=access.project, fmt=fmt, filters=_filters(form),
                                      provenance=form.cleaned_data["provenance"])
@@ -83,8 +84,4 @@ def audit_log_download(request, access):
 
 
 def _filters(form) -> exporting.ExportFilters:
-    data = form.cleaned_data
-    return exporting.ExportFilters(statuses=tuple(data["status"]), source=data["source"], label=data["label"],
-                                   created_from=data["created_from"], created_to=data["created_to"],
-                                   verified_only=data["include"] == "verified" and not data["status"],
-                                   mark_verified=data["include"] == "all")
+    return form.export_filters()

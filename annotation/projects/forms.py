@@ -1,5 +1,6 @@
 """Validation only; the writes happen in services."""
 from django import forms
+from django.contrib.auth.forms import UserCreationForm
 
 from annotation.models import Role, RoutingMode
 
@@ -11,6 +12,23 @@ class MemberAddForm(forms.Form):
 
 class MemberRoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
+
+
+class InvitationForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)
+    email = forms.EmailField(required=False, label="For (e-mail, optional)",
+                             help_text="A note for you; whoever has the link can use it.")
+    days = forms.IntegerField(min_value=1, max_value=30, initial=7, label="Valid for (days)")
+
+
+class InvitationAcceptForm(UserCreationForm):
+    """A new account from an invitation: a username (unique ignoring case), an e-mail address for password resets,
+    and a password that passes the project's password validators (settings.AUTH_PASSWORD_VALIDATORS)."""
+
+    email = forms.EmailField(help_text="Used only to reset your password if you forget it.")
+
+    class Meta(UserCreationForm.Meta):
+        fields = ("username", "email")
 
 
 class ProjectCreateForm(forms.Form):
@@ -32,6 +50,11 @@ class ProjectSettingsForm(forms.Form):
     name = forms.CharField(max_length=200)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), required=False, label="Task description",
                                   help_text="Becomes the LLM's system prompt.")
+    guidelines = forms.CharField(widget=forms.Textarea(attrs={"rows": 8}), required=False, max_length=20_000,
+                                 label="Guidelines for reviewers",
+                                 help_text="Shown beside the review queue (key g). Plain text or simple Markdown: "
+                                           "**bold**, *italic*, `code`, lists starting with - or 1., "
+                                           "[links](https://...).")
     multi_label = forms.BooleanField(required=False, label="Items may have several labels")
     routing_mode = forms.ChoiceField(choices=RoutingMode.choices, label="Routing")
     review_budget = forms.FloatField(min_value=0, max_value=1, label="Review budget",
@@ -57,7 +80,7 @@ class LabelForm(forms.Form):
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
     label_words = forms.CharField(required=False, label="Label words",
                                   help_text="Words that express the label in prompts, separated by commas.")
-    hotkey = forms.CharField(max_length=1, required=False, help_text="One letter or digit; not a, e, r, s or u.")
+    hotkey = forms.CharField(max_length=1, required=False, help_text="One letter or digit; not a, e, g, r, s or u.")
     color = forms.RegexField(regex=r"^#[0-9a-fA-F]{6}$", initial="#4c6ef5", label="Colour",
                              widget=forms.TextInput(attrs={"type": "color"}),
                              error_messages={"invalid": "A colour is written #rrggbb."})

@@ -36,14 +36,15 @@ RELABEL_BATCH = 2000
 SCHEMA_LOCK_SPACE = zlib.crc32(b"synthstudio.label_schema") - 2**31
 
 PROJECT_FIELDS = (
-    "name", "description", "multi_label", "routing_mode", "review_budget", "review_threshold", "audit_rate",
-    "target_accuracy", "review_cap", "retrain_every", "overlap_rate", "overlap_k",
+    "name", "description", "guidelines", "multi_label", "routing_mode", "review_budget", "review_threshold",
+    "audit_rate", "target_accuracy", "review_cap", "retrain_every", "overlap_rate", "overlap_k",
 )
 
 
 @transaction.atomic
 def project_update(*, project: Project, **fields) -> Project:
-    """Change a project's name, task description, label mode and review policy (keys of ``PROJECT_FIELDS``)."""
+    """Change a project's name, task description, reviewer guidelines, label mode and review policy (keys of
+    ``PROJECT_FIELDS``)."""
     unknown = set(fields) - set(PROJECT_FIELDS)
     if unknown:
         raise ServiceError(f"Unknown project settings: {', '.join(sorted(unknown))}.")
@@ -102,7 +103,7 @@ def _clean_label_fields(*, project: Project, name: str, hotkey: str, color: str,
         if len(hotkey) != 1 or not hotkey.isalnum():
             raise ServiceError("A hotkey is one letter or digit.")
         if hotkey in RESERVED_HOTKEYS:
-            raise ServiceError(f"'{hotkey}' is a review-queue key (a, e, r, s, u); pick another.")
+            raise ServiceError(f"'{hotkey}' is a review-queue key (a, e, g, r, s, u); pick another.")
         taken = others.filter(hotkey=hotkey).values_list("name", flat=True).first()
         if taken is not None:
             raise ServiceError(f"Hotkey '{hotkey}' is taken by '{taken}'.")

@@ -1,4 +1,4 @@
-"""The project list, a new project, members, settings, labels and attribute dimensions."""
+"""The project list, a new project, members and invitations, settings, labels and attribute dimensions."""
 from django.urls import path
 
 from annotation.projects import views
@@ -11,6 +11,9 @@ urlpatterns = [
     path(P, views.project_detail, name="project_detail"),
     path(P + "members/", views.members, name="members"),
     path(P + "members/<int:membership_id>/", views.member_update, name="member_update"),
+    path(P + "members/invitations/", views.invitation_create, name="invitation_create"),
+    path(P + "members/invitations/<int:invitation_id>/withdraw/", views.invitation_revoke, name="invitation_revoke"),
+    path(P + "join/<str:token>/", views.invitation_accept, name="invitation_accept"),
     path(P + "settings/", views.project_settings, name="project_settings"),
     path(P + "labels/", views.labels, name="labels"),
     path(P + "labels/<int:label_id>/", views.label_edit, name="label_edit"),

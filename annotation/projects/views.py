@@ -10,15 +10,19 @@ from typing import Callable
 
 from django import forms
 from django.contrib import messages
+from django.contrib.auth import login
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotation.errors import ServiceError
 from annotation.models import Label, Membership
-from annotation.permissions import LEAD, MEMBER, project_view, user_view
-from annotation.projects import schema, selectors, services
+from annotation.permissions import LEAD, MEMBER, project_view, public_view, user_view
+from annotation.projects import invitations, schema, selectors, services
 from annotation.projects.forms import (
     AttributeForm,
+    InvitationAcceptForm,
+    InvitationForm,
     LabelDeleteForm,
     LabelForm,
     MemberAddForm,
@@ -39,11 +43,13 @@ class _ListPanel:
     add_form: type[forms.Form]
     rows_as: str
     rows: Callable
+    extra: Callable | None = None  # more of what the page shows, given the project (the members' invitations)
 
-    def render(self, request, access, form: forms.Form):
+    def render(self, request, access, form: forms.Form, **context):
+        extra = self.extra(project=access.project) if self.extra else {}
         return render_page(request, access, f"annotation/projects/{self.url}.html",
                            partial=f"annotation/projects/_{self.url}_panel.html", form=form,
-                           **{self.rows_as: self.rows(project=access.project)})
+                           **{self.rows_as: self.rows(project=access.project)}, **{**extra, **context})
 
     def saved(self, request, access):
         """After a change: the page again without JS (post/redirect/get); with htmx the panel, its form empty."""
@@ -58,7 +64,11 @@ class _ListPanel:
         return self.render(request, access, form)
 
 
-MEMBERS = _ListPanel("members", MemberAddForm, "members", selectors.project_members)
+def _invitations(*, project):
+    return {"invitations": invitations.invitations_pending(project=project), "invite_form": InvitationForm()}
+
+
+MEMBERS = _ListPanel("members", MemberAddForm, "members", selectors.project_members, extra=_invitations)
 LABELS = _ListPanel("labels", LabelForm, "labels", selectors.project_labels)
 DIMENSIONS = _ListPanel("attributes", AttributeForm, "dimensions", selectors.project_dimensions)
 
@@ -97,8 +107,11 @@ def project_create(request):
 
 @project_view(MEMBER)
 def project_detail(request, access):
-    counts = selectors.project_status_counts(project=access.project)
-    return render_page(request, access, "annotation/projects/project_detail.html", counts=counts)
+    """The cockpit: the pipeline with the next action, the target, the queue's pace; it refreshes itself (htmx asks
+    for the ``_overview.html`` fragment) while a job, an import or a scoring round runs."""
+    return render_page(request, access, "annotation/projects/project_detail.html",
+                       partial="annotation/projects/_overview.html",
+                       overview=selectors.project_overview(project=access.project))
 
 
 def _role_of(membership: Membership) -> str:
@@ -125,6 +138,72 @@ def member_update(request, access, membership_id):
     except ServiceError as exc:
         messages.error(request, str(exc))
     return MEMBERS.saved(request, access)
+
+
+@require_POST
+@project_view(LEAD)
+def invitation_create(request, access):
+    """A new invitation link, shown once in the members panel (on the members page without JavaScript)."""
+    form, link = InvitationForm(request.POST), ""
+    if form.is_valid():
+        try:
+            new = invitations.invitation_create(project=access.project, user=request.user, **form.cleaned_data)
+        except ServiceError as exc:
+            form.add_error(None, str(exc))
+        else:
+            link = request.build_absolute_uri(reverse("invitation_accept", args=[access.project.id, new.token]))
+            messages.success(request, f"Invitation as {new.invitation.get_role_display().lower()} made, valid until "
+                                      f"{new.invitation.expires_at:%Y-%m-%d}. Copy the link now: it is shown once.")
+            form = InvitationForm()
+    return MEMBERS.render(request, access, MemberAddForm(), invite_form=form, new_link=link)
+
+
+@require_POST
+@project_view(LEAD)
+def invitation_revoke(request, access, invitation_id):
+    invitation = invitations.invitation_get(project=access.project, invitation_id=invitation_id)
+    if invitations.invitation_revoke(invitation=invitation):
+        messages.success(request, "Invitation withdrawn: its link no longer works.")
+    else:
+        messages.info(request, "That invitation was used or withdrawn already.")
+    return MEMBERS.saved(request, access)
+
+
+@public_view
+def invitation_accept(request, project_id, token):
+    """The invitee's page: a new account (username, e-mail, password), or, signed in, joining with their own."""
+    invitation = invitations.invitation_for_token(project_id=project_id, token=token)
+    problem = invitations.invitation_problem(invitation)
+    form = None if problem or request.user.is_authenticated else InvitationAcceptForm(
+        request.POST or None, initial={"email": invitation.email})
+    if request.method == "POST" and not problem:
+        try:
+            if _joined(request, invitation, form):
+                return redirect("project_detail", project_id=project_id)
+        except ServiceError as exc:
+            problem = "" if form is not None else str(exc)
+            if form is not None:
+                form.add_error(None, str(exc))
+    return render(request, "annotation/projects/invitation_accept.html",
+                  {"invitation": invitation, "problem": problem, "form": form}, status=410 if problem else 200)
+
+
+def _joined(request, invitation, form) -> bool:
+    """Whether the POST made the visitor a member: as the signed-in user (``join``), or with a new account."""
+    if form is None:
+        if not request.POST.get("join"):
+            return False
+        invitations.invitation_accept_existing_user(invitation=invitation, user=request.user)
+    elif form.is_valid():
+        user = invitations.invitation_accept_new_user(
+            invitation=invitation, username=form.cleaned_data["username"], email=form.cleaned_data["email"],
+            password=form.cleaned_data["password1"])
+        login(request, user)
+    else:
+        return False
+    messages.success(request, f"Welcome to {invitation.project.name}: you are {invitation.get_role_display().lower()} "
+                              "of this project.")
+    return True
 
 
 @project_view(LEAD)

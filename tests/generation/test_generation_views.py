@@ -150,10 +150,16 @@ def test_progress_polls_while_active_and_stops_when_done(client, project, lead, 
     page = client.get(url).content.decode()
     assert 'hx-trigger="every 1s"' in page and "<html" in page
     fragment = client.get(url, headers={"HX-Request": "true"}).content.decode()
-    assert fragment.lstrip().startswith('<section id="job-progress"') and 'hx-trigger="every 1s"' in fragment
+    assert fragment.lstrip().startswith('<div id="job-live"') and 'hx-trigger="every 1s"' in fragment
+    assert "<html" not in fragment and "No items yet" in fragment
     services.job_run(job_id=job.id, token="t")
     done = client.get(url, headers={"HX-Request": "true"}).content.decode()
     assert "hx-trigger" not in done and "Succeeded" in done
+    # The last poll brings the job's items and log with it: no "No items yet" until a reload.
+    assert "No items yet" not in done and "Latest items from this job" in done
+    finished = GenerationJob.objects.get(pk=job.pk)
+    assert 0 < done.count("<tr><td>#") == finished.produced + finished.filtered
+    assert "samples done" in done and "per minute" in done
     assert "offline augmentation (no LLM)" in client.get(url).content.decode()
 
 

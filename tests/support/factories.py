@@ -4,8 +4,9 @@ import itertools
 from django.contrib.auth import get_user_model
 
 from annotation.models import AttributeDimension, ImportJob, Item, Label, Membership, Project, Role, Source, Status
-from annotation.projects import services
+from annotation.projects import invitations, services
 from generation.models import GenerationJob, JobMode, LLMConnection
+from synthstudio.webhooks.models import Delivery, Webhook
 
 _seq = itertools.count(1)
 
@@ -97,6 +98,11 @@ def make_world(*, project, lead) -> dict:
     job = GenerationJob.objects.create(project=project, created_by=lead, mode=JobMode.LABEL_CONDITIONED,
                                        provider="offline", config={}, requested=1)
     import_job = ImportJob.objects.create(project=project, created_by=lead, file_name="x.csv", format="csv")
+    invitation = invitations.invitation_create(project=project, user=lead, role=Role.ANNOTATOR)
+    webhook = Webhook.objects.create(project=project, created_by=lead, url="https://example.com/hook",
+                                     secret="whsec_world", events=["item.reviewed"])
+    delivery = Delivery.objects.create(webhook=webhook, event="item.reviewed", event_id="world", payload={},
+                                       status=Delivery.Status.FAILED, attempts=1)
     return {
         "project_id": project.id,
         "item_id": item.id,
@@ -108,4 +114,10 @@ def make_world(*, project, lead) -> dict:
         "connection_id": LLMConnection.objects.create(project=project, name="local", base_url="http://127.0.0.1:9/v1",
                                                       model="m").id,
         ("job_id", "annotation"): import_job.id,
+        "invitation_id": invitation.invitation.id,
+        ("token", "annotation"): invitation.token,
+        # Django's password reset link: an unknown account and a token that never checks out.
+        "uidb64": "MA", ("token", "django"): "0-0",
+        "webhook_id": webhook.id,
+        "delivery_id": delivery.id,
     }

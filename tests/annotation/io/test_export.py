@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import re
 from datetime import date, timedelta
 
 import pytest
@@ -233,7 +234,7 @@ def test_export_page_counts_matches_with_htmx(client, lead, items):
     assert "1 item match" in client.get(url).content.decode()  # the verified ones, by default
     assert "3 items match" in client.get(url, {"format": "csv", "include": "all"}).content.decode()
     partial = client.get(url, {"format": "csv", "status": ["accepted"]}, headers={"HX-Request": "true"})
-    assert partial.content.decode().strip().startswith('<p id="export-count"')
+    assert partial.content.decode().strip().startswith('<div id="export-count"')
     assert "1 item match" in partial.content.decode()
 
 
@@ -298,3 +299,57 @@ def test_items_of_other_projects_never_leak(items):
     make_item(other, "secret of another project")
     assert "secret" not in export(project)
     assert "secret" in export(other)
+
+
+def summary_rows(body: str) -> list[tuple[str, ...]]:
+    """The export page's table of statuses as (status, items, verified, in the file) rows."""
+    table = body.split('<div id="export-count"')[1].split("</table>")[0]
+    return [tuple(re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S))
+            for row in re.findall(r"<tr class=[^>]*>(.*?)</tr>", table, re.S)]
+
+
+def test_export_page_says_what_will_be_exported_by_status_and_verification(client, lead, items):
+    project = items[0].project
+    client.force_login(lead)
+    url = reverse("export", args=[project.id])
+    body = " ".join(client.get(url).content.decode().split())
+    # By default the verified set: only what a person accepted while the target is not certified.
+    assert "1 item matches: 1 verified, 0 not verified; 2 other items left out." in body
+    rows = summary_rows(body)
+    assert ("Accepted by a person", "1", "yes", "yes") in rows
+    assert ("Auto-accepted", "1", "no", "left out") in rows
+    assert ("Waiting for review", "1", "no", "left out") in rows
+    everything = " ".join(client.get(url, {"format": "csv", "include": "all"},
+                                     headers={"HX-Request": "true"}).content.decode().split())
+    assert "3 items match: 1 verified, 2 not verified." in everything
+    assert ("Auto-accepted", "1", "no", "yes") in summary_rows(everything)
+
+
+def test_once_the_target_is_certified_auto_accepted_items_count_as_verified(client, lead, items):
+    project = items[0].project
+    Project.objects.filter(pk=project.pk).update(routing_state={
+        "phase": "reached", "target": 0.9, "estimate": 0.95, "lower_bound": 0.91, "reviews": 1})
+    client.force_login(lead)
+    body = " ".join(client.get(reverse("export", args=[project.id])).content.decode().split())
+    assert "2 items match: 2 verified, 0 not verified; 1 other item left out." in body
+    assert ("Auto-accepted", "1", "yes", "yes") in summary_rows(body)
+
+
+def test_the_export_counts_say_when_the_label_filter_is_still_to_come(client, lead, items):
+    project = items[0].project
+    client.force_login(lead)
+    body = " ".join(client.get(reverse("export", args=[project.id]), {"format": "csv", "include": "all",
+                                                                       "label": "negative"}).content.decode().split())
+    assert "At most 3 items match" in body and "counts are before it" in body
+
+
+def test_export_counts_cost_the_same_queries_at_any_size(client, lead, items, django_assert_max_num_queries):
+    project = items[0].project
+    client.force_login(lead)
+    url = reverse("export", args=[project.id])
+    with django_assert_max_num_queries(8) as small:
+        client.get(url, headers={"HX-Request": "true"})
+    for i in range(20):
+        make_item(project, f"more {i}", status=Status.ACCEPTED if i % 2 else Status.REJECTED, proposed=("negative",))
+    with django_assert_max_num_queries(len(small)):
+        client.get(url, headers={"HX-Request": "true"})

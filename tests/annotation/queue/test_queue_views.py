@@ -86,7 +86,8 @@ def test_accept_with_htmx_returns_the_next_item_and_counters(logged_in, project,
     body = response.content.decode()
     assert response.status_code == 200 and "<html" not in body
     assert "next one" in body and "first one" not in body
-    assert 'id="messages" aria-live="polite" hx-swap-oob="true"' in body and f"Accepted item {first.id}" in body
+    assert 'id="messages" class="toasts" aria-live="polite" hx-swap-oob="innerHTML"' in body
+    assert f"Accepted item {first.id}" in body
     assert "<dt>You, today</dt><dd>1</dd>" in body
     assert Review.objects.get(item=first, action=ReviewAction.ACCEPT).time_spent_ms == 900
     assert Item.objects.get(pk=nxt.pk).claimed_by == annotator
