@@ -1,7 +1,7 @@
 """How many human reviews until the curated labels reach 95 / 98 / 99% accuracy? Replays a labelled CSV through the app.
 
     python bench/annotation_efficiency.py PATH [--seeds 20] [--batch 0.02] [--weak-labels N] [--limit N]
-        [--certified [--target 0.98]]
+        [--certified [--target 0.98] [--certified-only]]
 
 PATH is a CSV with ``text``, ``gold`` and ``llm_label`` (empty = the LLM abstained), optionally ``llm_confidence``; any
 label set. A gold-only CSV (``text``, ``label``) works with ``--weak-labels N``: the "LLM" is then a weak classifier
@@ -30,7 +30,12 @@ LLM's, against gold). ``held``: the share of seeds whose declared stop held the 
 "reached" counts as not held). ``hindsight_reviews``: the median over seeds of the reviews the same run needed to
 first reach the target with gold known (seeds that stopped before reaching it left out). ``unreliable``: the median
 reviews at which "unreliable" was declared (null when no seed declared it) and the largest share of items any seed ever
-auto-accepted before it was declared (over the whole run when it was not).
+auto-accepted before it was declared (over the whole run when it was not). Coverage over rounds, not only the first:
+``bound_coverage`` is the share of rounds (all seeds, from the first with a bound) whose declared lower bound was at
+or below the curated dataset's true accuracy then; ``audit_coverage_over_rounds`` the share whose shown estimate of the
+auto-accepted items (``estimates.accuracy_estimate``: the random checks in the range auto-accepted, 95% Wilson, 10
+checks or more) held their true accuracy then. ``--certified-only`` skips the
+curve and the one-round audit coverage.
 
 The last line printed is one JSON object: dataset, n, llm_accuracy, reviews_to, baselines, audit_coverage (plus
 weak_labels when used, and certified and unreliable with ``--certified``). Shares are of n.
@@ -128,9 +133,11 @@ def make_project(rows: list[dict], *, name: str, audit_rate: float | None, budge
                                                      routing_mode="budget", retrain_every=batch_reviews,
                                                      target_accuracy=0.0)
     else:
-        # The default policy with this target: only the retraining cadence is the bench's.
+        # The default policy with this target: only the retraining cadence is the bench's (and the audit rate, when
+        # --audit-rate asks for another than the default).
+        policy = {"audit_rate": audit_rate} if audit_rate is not None else {}
         Project.objects.filter(pk=project.pk).update(routing_mode="target", target_accuracy=target,
-                                                     retrain_every=batch_reviews)
+                                                     retrain_every=batch_reviews, **policy)
     project.refresh_from_db()
     services.membership_add(project=project, identifier=reviewer.username, role="annotator")
     has_conf = any(r.get("llm_confidence") for r in rows)
@@ -242,17 +249,31 @@ def audit_coverage(rows: list[dict], seeds: int, log) -> float:
     return round(held / counted, 4) if counted else None
 
 
-def certified(rows: list[dict], seeds: int, target: float, batch: float, log) -> tuple[dict, dict]:
+def certified(rows: list[dict], seeds: int, target: float, batch: float, log,
+              audit_rate: float | None = None) -> tuple[dict, dict]:
     """The default policy with a target: when does the app declare the target reached, and did it hold?"""
     from annotation.models import Item, Project, Status
     from annotation.selection import selection_run_round
+    from annotation.selection.estimates import accuracy_estimate
 
     n = len(rows)
     step = max(1, round(batch * n))
     llm_correct = sum(r["llm_label"] == r["gold"] for r in rows)
     at_stop, true_at_stop, phases, hindsight, declared, auto_before = [], [], [], [], [], []
+    bound_checks, audit_checks = [], []  # per round after calibration: (lower bound, truth); (interval, truth)
+
+    def truth(project, row_of) -> tuple[float | None, float | None]:
+        """(true accuracy of the curated dataset, of the auto-accepted items alone), gold known."""
+        kept = Item.objects.filter(project=project, status__in=(Status.ACCEPTED, Status.AUTO_ACCEPTED))
+        right = [((final if status == Status.ACCEPTED else proposed) == [rows[row_of[pk]]["gold"]], status)
+                 for pk, status, final, proposed in kept.values_list("pk", "status", "final_labels",
+                                                                    "proposed_labels")]
+        auto = [ok for ok, status in right if status == Status.AUTO_ACCEPTED]
+        return (sum(ok for ok, _ in right) / len(right) if right else None,
+                sum(auto) / len(auto) if auto else None)
+
     for seed in range(seeds):
-        project, reviewer = make_project(rows, name=f"bench certified {seed}", audit_rate=None, budget=0.0,
+        project, reviewer = make_project(rows, name=f"bench certified {seed}", audit_rate=audit_rate, budget=0.0,
                                          batch_reviews=step, target=target)
         row_of = row_index(project)
         run = {"reviews": 0, "correct": llm_correct, "hindsight": 0 if llm_correct / n >= target else None}
@@ -273,6 +294,12 @@ def certified(rows: list[dict], seeds: int, target: float, batch: float, log) ->
             phase = state.get("phase")
             ever_auto.update(Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED)
                              .values_list("pk", flat=True))
+            curated, auto_truth = truth(project, row_of)
+            if state.get("lower_bound") is not None and curated is not None:
+                bound_checks.append((state["lower_bound"], curated))
+            shown = accuracy_estimate(project=project)  # what the Routing page and the dashboard show
+            if shown.auto_accepted_interval is not None and auto_truth is not None and shown.audits.n >= 10:
+                audit_checks.append((shown.auto_accepted_interval, auto_truth))
             log(f"certified seed {seed}: {time.monotonic() - started:.1f} s, reviews {run['reviews'] / n:.3f}, "
                 f"phase {phase}, lower bound {state.get('lower_bound')}, auto-accepted {state.get('auto_accepted')}")
             if phase == "unreliable":
@@ -283,11 +310,7 @@ def certified(rows: list[dict], seeds: int, target: float, batch: float, log) ->
                 break  # nothing to review and no new reviews: the next round would decide the same
         true_accuracy = None
         if phase == "reached":
-            kept = Item.objects.filter(project=project, status__in=(Status.ACCEPTED, Status.AUTO_ACCEPTED))
-            right = [(final if status == Status.ACCEPTED else proposed) == [rows[row_of[pk]]["gold"]]
-                     for pk, status, final, proposed in kept.values_list("pk", "status", "final_labels",
-                                                                        "proposed_labels")]
-            true_accuracy = round(sum(right) / len(right), 4)
+            true_accuracy = round(truth(project, row_of)[0], 4)
         log(f"certified seed {seed}: stopped {phase} after {run['reviews']} reviews, true accuracy {true_accuracy}, "
             f"hindsight {run['hindsight']}, ever auto-accepted {len(ever_auto)}")
         at_stop.append(round(run["reviews"] / n, 4))
@@ -305,6 +328,13 @@ def certified(rows: list[dict], seeds: int, target: float, batch: float, log) ->
         "median_reviews_at_stop": round(statistics.median(at_stop), 4),
         "hindsight_reviews": round(statistics.median(hindsight), 4) if hindsight else None,
     }
+    # Coverage over every round, not only the first: how often the declared lower bound was at or below the curated
+    # dataset's true accuracy, and how often the audits' 95% interval held the auto-accepted items' true accuracy.
+    result["bound_coverage"] = {"rounds": len(bound_checks), "held": round(
+        sum(lower <= true + 1e-9 for lower, true in bound_checks) / len(bound_checks), 4) if bound_checks else None}
+    result["audit_coverage_over_rounds"] = {"rounds": len(audit_checks), "held": round(
+        sum(low <= true <= high for (low, high), true in audit_checks) / len(audit_checks), 4) if audit_checks
+        else None}
     unreliable = {"declared_after_reviews": round(statistics.median(declared), 4) if declared else None,
                   "auto_accepted_before_declared": round(max(auto_before), 4)}
     return result, unreliable
@@ -319,6 +349,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="use a random sample of this many rows")
     parser.add_argument("--certified", action="store_true", help="also run the target-mode stop over --seeds projects")
     parser.add_argument("--target", type=float, default=0.98, help="target accuracy for --certified")
+    parser.add_argument("--audit-rate", type=float, default=None,
+                        help="with --certified: the projects' audit rate (default: the app's default)")
+    parser.add_argument("--certified-only", action="store_true",
+                        help="with --certified: skip the budget-mode curve and the audit coverage")
     args = parser.parse_args()
 
     def log(message):
@@ -330,16 +364,18 @@ def main() -> None:
         n = len(rows)
         llm_accuracy = round(sum(r["llm_label"] == r["gold"] for r in rows) / n, 4)
         log(f"{args.path.name}: {n} rows, LLM accuracy {llm_accuracy}")
-        started = time.monotonic()
-        reviews_to = learning_curve(rows, args.batch, log)
-        log(f"curve took {time.monotonic() - started:.0f} s")
-        coverage = audit_coverage(rows, args.seeds, log) if args.seeds else None
-        result = {"dataset": args.path.name, "n": n, "llm_accuracy": llm_accuracy, "reviews_to": reviews_to,
-                  "baselines": baselines(rows, seed=0), "audit_coverage": coverage}
+        result = {"dataset": args.path.name, "n": n, "llm_accuracy": llm_accuracy}
+        if not (args.certified and args.certified_only):
+            started = time.monotonic()
+            reviews_to = learning_curve(rows, args.batch, log)
+            log(f"curve took {time.monotonic() - started:.0f} s")
+            coverage = audit_coverage(rows, args.seeds, log) if args.seeds else None
+            result |= {"reviews_to": reviews_to, "baselines": baselines(rows, seed=0), "audit_coverage": coverage}
         if args.weak_labels:
             result["weak_labels"] = args.weak_labels
         if args.certified:
-            result["certified"], result["unreliable"] = certified(rows, args.seeds, args.target, args.batch, log)
+            result["certified"], result["unreliable"] = certified(rows, args.seeds, args.target, args.batch, log,
+                                                                   audit_rate=args.audit_rate)
         print(json.dumps(result))
 
 

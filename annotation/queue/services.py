@@ -42,6 +42,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from annotation.events import event_publish
 from annotation.items.services import ServiceError, StaleItem, item_log, item_transition
 from annotation.models import (
     FINAL_STATUSES,
@@ -54,7 +55,7 @@ from annotation.models import (
     ReviewAction,
     Status,
 )
-from annotation.selection import selection_maybe_schedule, selection_request_round
+from annotation.selection import COHORT_FIELDS, cohort_of, selection_maybe_schedule, selection_request_round
 from synthstudio.lib.prepared import Prepared
 
 ACTIONS = ("accept", "edit", "reject", "skip")
@@ -244,22 +245,35 @@ def item_review(
     first_decision = item.status == Status.NEEDS_REVIEW
     review = item_transition(item=item, to=verdict, action=logged, final_labels=final_labels, text=new_text,
                              second_opinion=not first_decision, **common)
+    event_publish(project_id=project.pk, event="item.reviewed",
+                  data=_reviewed_event(item=item, review=review, user=user, second_opinion=not first_decision))
     # Every ``retrain_every`` human decisions the model retrains and re-routes (queued once this transaction commits).
     # The last calibration decision ends the calibration phase: the round that may auto-accept runs at once.
-    if first_decision and item.is_calibration and _calibration_done(project):
+    if first_decision and item.is_calibration and _calibration_done(project, item):
         selection_request_round(project.pk, force=True)
     else:
         selection_maybe_schedule(project.pk)
     return review
 
 
-def _calibration_done(project: Project) -> bool:
-    """Whether a person has decided every calibration item. Calibration decisions check it one at a time, under the
-    project row's lock: two reviewers deciding the last two items at once would otherwise each still see the other's
-    item open (neither has committed) and neither would ask for the round."""
+def _reviewed_event(*, item: Item, review: Review, user, second_opinion: bool) -> dict:
+    """What ``item.reviewed`` announces: the review, and the item as it left it (a second opinion leaves the first
+    review's decision in place)."""
+    return {"item": item.pk, "review": review.pk, "action": review.action, "reviewer": user.username,
+            "second_opinion": second_opinion, "status": item.status, "labels": list(item.final_labels or []),
+            "text": item.text, "version": item.version}
+
+
+def _calibration_done(project: Project, item: Item) -> bool:
+    """Whether a person has decided every calibration item of ``item``'s cohort (the LLM, prompt and model behind its
+    label). Calibration decisions check it one at a time, under the project row's lock: two reviewers deciding the
+    last two items at once would otherwise each still see the other's item open (neither has committed) and neither
+    would ask for the round."""
     Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True).first()
-    return not Item.objects.filter(project=project, is_calibration=True, archived_at__isnull=True).exclude(
-        status__in=FINAL_STATUSES).exists()
+    cohort = cohort_of(item.generation_job_id, ((item.provenance or {}).get("labelling") or {}).get("job"))
+    open_flagged = Item.objects.filter(project=project, is_calibration=True, archived_at__isnull=True).exclude(
+        status__in=FINAL_STATUSES).values_list(*COHORT_FIELDS)
+    return all(cohort_of(job, labelling) != cohort for job, labelling in open_flagged.iterator())
 
 
 def _edited_text(item: Item, text: str | None) -> str | None:

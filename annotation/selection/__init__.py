@@ -5,14 +5,18 @@
 - ``scoring``: the classifier committee, the per-item signals (modAL) and how they combine (read its docstring).
 - ``rounds``: a train + rescore + route round under a per-project lock, the review-count trigger, the lead's decision
   on a paused auto-accept.
-- ``calibration``: the calibration sample's size and draw, the error model over ambiguity, the dataset's 95% lower
-  bound, how much the target lets be auto-accepted, and when the LLM is unreliable (pure numpy/scipy).
+- ``calibration``: the calibration sample's size and draw, the checks (random reviews) and the dataset's 95% lower
+  bound they give, how much the target lets be auto-accepted, and when a cohort's LLM labels are unreliable (pure
+  numpy/scipy). ``rounds.cohort_of`` names an item's cohort: the job (LLM, prompt, model) or the import behind its
+  label.
 - ``estimates``: accuracy of auto-accepted items and of the whole dataset from the audit sample (Wilson intervals);
   ``routing_sentences``, the routing state (``Project.routing_state``) in the sentences lead pages show.
 """
 from annotation.selection.estimates import accuracy_estimate, audit_proportion, routing_overview, wilson_interval
 from annotation.selection.rounds import (
+    COHORT_FIELDS,
     auto_accept_decide,
+    cohort_of,
     selection_maybe_schedule,
     selection_request_round,
     selection_reviews_since_last_round,
@@ -21,6 +25,8 @@ from annotation.selection.rounds import (
 )
 
 __all__ = [
+    "COHORT_FIELDS",
+    "cohort_of",
     "accuracy_estimate",
     "audit_proportion",
     "routing_overview",

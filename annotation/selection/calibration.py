@@ -9,24 +9,34 @@ random sample in effect and its accept rate estimates the LLM's accuracy without
 in it is right. 0.98 -> 189, 0.95 -> 73, 0.90 -> 35; clipped to [``MIN_CALIBRATION``, ``MAX_CALIBRATION``] and to
 the items there are.
 
-Error model. The items still to decide are cut into ``ERROR_STRATA`` equal-count strata by ambiguity. Each stratum
-counts the reviewed items whose ambiguity falls in it and how many of them the LLM got wrong (a person changed the
-label or rejected the item). Adjacent strata are pooled until the error rates rise with ambiguity (pool adjacent
-violators, weighted by reviews): a stratum with few reviews borrows strength from its neighbours, and the ranking the
-router learned is kept. An item's calibrated p(error) is its pooled stratum's posterior mean under the Jeffreys prior,
-Beta(k + 1/2, n − k + 1/2). Reviewed items count whatever sent them to review: within a stratum the chance of error is
-taken to depend on ambiguity only (the router picked them by ambiguity), and calibration and audit items, drawn at
-random, keep every stratum covered.
+Checks. The certificate rests only on people's decisions about items drawn at random: the calibration sample and
+the audits (a stable pseudo-random ``audit_rate`` share of every item the router would auto-accept, so over rounds a
+uniform sample of the auto-accepted region). Items people reviewed because the router found them ambiguous are not a
+random sample of anything the router auto-accepts, and they were picked by an earlier model whose ranking carries
+information about errors the current one lacks; on mr_gpt35 they made the least ambiguous stratum look several times
+worse than it was, and the LLM was declared unreliable half-way through a run that was meeting its target.
 
-Bound. The curated dataset's accuracy is (kept human decisions + auto-accepted items − their errors) / its size. The
-number of errors among auto-accepted items is uncertain through the stratum error rates: ``BOUND_DRAWS`` draws from
-each pooled stratum's posterior give draws of that number, and its 95th percentile gives the one-sided 95% lower bound
-of the dataset's accuracy (a Bayesian bound whose Jeffreys prior gives intervals with close to nominal frequentist
-coverage; bench/annotation_efficiency.py measures how often the declared stop really held).
+Region bound. Auto-accepted items are always a region "ambiguity <= reach" (least ambiguous first). Its error rate is
+estimated from the checks that fall in it: k wrong of n, with the Jeffreys posterior Beta(k + 1/2, n - k + 1/2), one
+prior for the whole region (one per stratum would add half an error per stratum: with ten strata of ~19 checks every
+stratum started above a 2% allowance). The curated dataset's accuracy is (kept human decisions + auto-accepted items -
+their errors) / its size, and its one-sided 95% lower bound takes the region's rate at the posterior's 95th
+percentile (a Bayesian bound whose Jeffreys prior gives close to nominal frequentist coverage;
+bench/annotation_efficiency.py --certified measures how often the declared stop really held).
 
 Target fill. Candidates are auto-accepted from the least ambiguous up, as far as the planned dataset's lower bound
-stays at or above the target; everything else waits for people. The LLM is declared unreliable when even the least
-ambiguous pooled stratum's error rate is, at 95% confidence, above 1 − T: no subset the router can name meets the target.
+stays at or above the target (every count is tried; the largest that holds is taken); everything else waits for
+people. The highest ambiguity auto-accepted is the most the target allows: nothing above it is auto-accepted in any
+routing mode.
+
+Unreliable. The LLM is declared unreliable when no region the router can name meets the target: for every set of the
+least ambiguous checks (at least ``MIN_REGION_CHECKS`` of them), the one-sided 99.5% lower bound of its error rate
+is above 1 - T (``UNRELIABLE_CONFIDENCE``: stronger than the bound's 95%, since every round looks again). A 30%-accurate labeller is caught by the calibration sample itself; a good LLM whose best items err
+about as often as the target allows is not (any one region below the line clears it).
+
+Per-item p(error), shown to people: the checks cut into ``ERROR_STRATA`` equal-count strata of the pool by
+ambiguity, pooled until monotone (pool adjacent violators: isotonic regression over strata), each stratum's Jeffreys
+posterior mean. It explains an item; it is not what the certificate uses.
 """
 import math
 from dataclasses import dataclass
@@ -39,8 +49,12 @@ MIN_CALIBRATION = 30
 MAX_CALIBRATION = 400
 CALIBRATION_STRATA = 5
 ERROR_STRATA = 10
-BOUND_DRAWS = 4000
+MIN_REGION_CHECKS = 30
 CONFIDENCE = 0.95
+# Declaring a cohort unreliable withdraws its auto-accepts and stops them: it asks for stronger evidence than a bound,
+# because every round looks again (at 95%, 2 errors among the 30 cleanest checks of a 1%-error region, a 1-in-20 event
+# per look, declared a usable GPT-3.5 unreliable on one mr_gpt35 seed out of three).
+UNRELIABLE_CONFIDENCE = 0.995
 
 
 def calibration_size(*, target: float, available: int) -> int:
@@ -90,16 +104,6 @@ class ErrorModel:
     def p_error(self, ambiguity: np.ndarray) -> np.ndarray:
         return self.rates[self.group_of(ambiguity)]
 
-    def error_floor(self, group: int) -> float:
-        """The one-sided 95% lower bound of one group's error rate."""
-        n, k = self.reviewed[group], self.errors[group]
-        return 0.0 if k == 0 else float(beta.ppf(1 - CONFIDENCE, k + 0.5, n - k + 0.5))
-
-    def draws(self, m: int, seed: int) -> np.ndarray:
-        """(m, groups) draws of the groups' error rates from their posteriors."""
-        rng = np.random.default_rng(seed)
-        return rng.beta(self.errors + 0.5, self.reviewed - self.errors + 0.5, size=(m, len(self.upper)))
-
 
 def error_model_fit(*, reviewed_ambiguity: np.ndarray, reviewed_wrong: np.ndarray, pool_ambiguity: np.ndarray,
                     strata: int = ERROR_STRATA) -> ErrorModel:
@@ -137,61 +141,132 @@ def _rate(block) -> float:
 
 
 @dataclass(frozen=True)
+class Checks:
+    """People's decisions on randomly drawn items of one cohort: their ambiguity now, and whether the LLM's label was
+    wrong (a person changed it or rejected the item). Kept sorted by ambiguity."""
+
+    ambiguity: np.ndarray
+    wrong: np.ndarray
+
+    @classmethod
+    def of(cls, *, ambiguity, wrong) -> "Checks":
+        a = np.nan_to_num(np.asarray(ambiguity, dtype=float), nan=1.0)
+        order = np.argsort(a, kind="stable")
+        return cls(ambiguity=a[order], wrong=np.asarray(wrong, dtype=bool)[order])
+
+    def __len__(self) -> int:
+        return len(self.ambiguity)
+
+    def within(self, reach) -> tuple[np.ndarray, np.ndarray]:
+        """(n, k): how many checks have ambiguity <= each reach, and how many of those the LLM got wrong."""
+        n = np.searchsorted(self.ambiguity, np.asarray(reach, dtype=float), side="right")
+        return n, self._cumulative_wrong[n]
+
+    @property
+    def _cumulative_wrong(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.wrong)]).astype(int)
+
+    def region_rates(self, reach) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(n, k, posterior mean, 95% upper bound) of the error rate of the region "ambiguity <= reach", for each
+        reach; the bound is computed once per distinct n (it depends on nothing else)."""
+        n, k = self.within(reach)
+        table_n = np.arange(len(self) + 1)
+        upper = rate_upper(table_n, self._cumulative_wrong)
+        return n, k, (k + 0.5) / (n + 1.0), upper[n]
+
+
+def rate_upper(n, k) -> np.ndarray:
+    """One-sided 95% upper bound of an error rate with k errors in n checks (Jeffreys); 1 with no checks."""
+    n, k = np.asarray(n, dtype=float), np.asarray(k, dtype=float)
+    upper = beta.ppf(CONFIDENCE, k + 0.5, np.maximum(n - k, 0) + 0.5)
+    return np.where(n > 0, upper, 1.0)
+
+
+def rate_lower(n, k, confidence: float = CONFIDENCE) -> np.ndarray:
+    """One-sided lower bound (95% unless told) of an error rate with k errors in n checks (Jeffreys); 0 with no
+    errors."""
+    n, k = np.asarray(n, dtype=float), np.asarray(k, dtype=float)
+    lower = beta.ppf(1 - confidence, k + 0.5, np.maximum(n - k, 0) + 0.5)
+    return np.where(k > 0, lower, 0.0)
+
+
+@dataclass(frozen=True)
 class Plan:
     auto: int  # how many of the candidates (least ambiguous first) may be auto-accepted
     lower_bound: float | None  # the planned dataset's 95% lower bound with that many auto-accepted
     estimate: float | None  # its point estimate
-    max_p_error: float | None  # the highest calibrated p(error) among the auto-accepted (what the target allows)
+    reach: float | None  # the highest ambiguity auto-accepted: what the target allows
+    region_checks: int  # checks inside the auto-accepted region (all cohorts)
+    region_errors: int
 
 
-def dataset_bound(*, model: ErrorModel, auto_ambiguity: np.ndarray, human_kept: float, other_kept: float = 0.0,
-                  draws: np.ndarray | None = None, seed: int = 0) -> tuple[float | None, float | None]:
+def _by_cohort(checks, cohorts, size: int) -> tuple[dict, np.ndarray]:
+    """A single ``Checks`` (one cohort) or a mapping cohort -> Checks, and each item's cohort."""
+    if isinstance(checks, Checks):
+        return {None: checks}, np.full(size, None, dtype=object)
+    return checks, np.asarray(cohorts, dtype=object)
+
+
+def dataset_bound(*, checks, auto_ambiguity: np.ndarray, human_kept: float, other_kept: float = 0.0,
+                  cohorts=None) -> tuple[float | None, float | None]:
     """(point estimate, one-sided 95% lower bound) of the accuracy of a dataset made of ``human_kept`` items people
-    decided, ``other_kept`` items people will decide, and the auto-accepted items with these ambiguities."""
-    counts = np.bincount(model.group_of(auto_ambiguity), minlength=len(model.upper)).astype(float)
-    return _bound(model, counts, human_kept + other_kept, draws if draws is not None else model.draws(BOUND_DRAWS, seed))
-
-
-def _bound(model: ErrorModel, counts: np.ndarray, sure: float, draws: np.ndarray) -> tuple[float | None, float | None]:
-    size = sure + counts.sum()
+    decided, ``other_kept`` items people will decide, and the auto-accepted items with these ambiguities (and, with
+    several cohorts, these cohorts: each cohort's region is bounded by its own checks, the bounds added up)."""
+    auto = np.nan_to_num(np.asarray(auto_ambiguity, dtype=float), nan=1.0)
+    size = human_kept + other_kept + len(auto)
     if size <= 0:
         return None, None
-    errors = draws @ counts
-    estimate = 1 - float(counts @ model.rates) / size
-    return estimate, 1 - float(np.quantile(errors, CONFIDENCE)) / size
+    checks, cohorts = _by_cohort(checks, cohorts, len(auto))
+    mean_errors = upper_errors = 0.0
+    for cohort in set(cohorts.tolist()):
+        mine = auto[cohorts == cohort]
+        own = checks.get(cohort) or Checks.of(ambiguity=[], wrong=[])
+        _, _, mean, upper = own.region_rates(mine.max())
+        mean_errors += len(mine) * float(mean)
+        upper_errors += len(mine) * float(upper)
+    return 1 - mean_errors / size, 1 - upper_errors / size
 
 
-def target_fill(*, model: ErrorModel, candidates: np.ndarray, human_kept: float, keep_share: float, target: float,
-                seed: int = 0) -> Plan:
+def target_fill(*, checks, candidates: np.ndarray, human_kept: float, keep_share: float, target: float,
+                cohorts=None) -> Plan:
     """The most candidates (``candidates``: their ambiguities) that may be auto-accepted, least ambiguous first, with
     the planned dataset's lower bound at or above ``target``. The candidates not auto-accepted go to people, and
-    ``keep_share`` of those are expected to be kept (the share of people's decisions that were not rejections)."""
-    a = np.sort(np.nan_to_num(np.asarray(candidates, dtype=float), nan=1.0))
-    draws = model.draws(BOUND_DRAWS, seed)
-    groups = model.group_of(a)
+    ``keep_share`` of those are expected to be kept (the share of people's decisions that were not rejections).
+    With several cohorts (``checks`` a mapping, ``cohorts`` each candidate's), one reach applies to all, and each
+    cohort's share of the region is bounded by its own checks."""
+    a = np.nan_to_num(np.asarray(candidates, dtype=float), nan=1.0)
+    checks, cohorts = _by_cohort(checks, cohorts, len(a))
+    order = np.argsort(a, kind="stable")
+    a, cohorts = a[order], cohorts[order]
     total = len(a)
+    c = np.arange(1, total + 1, dtype=float)
+    mean_errors, upper_errors = np.zeros(total), np.zeros(total)
+    n_all, k_all = np.zeros(total, int), np.zeros(total, int)
+    for cohort in set(cohorts.tolist()):
+        own = checks.get(cohort) or Checks.of(ambiguity=[], wrong=[])
+        count = np.cumsum(cohorts == cohort)  # this cohort's candidates within each prefix
+        n, k, mean, upper = own.region_rates(a)
+        mean_errors += count * mean
+        upper_errors += count * upper
+        n_all += n
+        k_all += k
+    size = human_kept + keep_share * (total - c) + c
+    estimate, lower = 1 - mean_errors / size, 1 - upper_errors / size
+    ok = np.flatnonzero(lower >= target)
+    if not len(ok):
+        size0 = human_kept + keep_share * total
+        sure = 1.0 if size0 > 0 else None
+        return Plan(auto=0, lower_bound=sure, estimate=sure, reach=None, region_checks=0, region_errors=0)
+    last = int(ok[-1])
+    return Plan(auto=last + 1, lower_bound=float(lower[last]), estimate=float(estimate[last]), reach=float(a[last]),
+                region_checks=int(n_all[last]), region_errors=int(k_all[last]))
 
-    def bound(c: int) -> tuple[float | None, float | None]:
-        counts = np.bincount(groups[:c], minlength=len(model.upper)).astype(float)
-        return _bound(model, counts, human_kept + keep_share * (total - c), draws)
 
-    # The bound falls as more candidates are auto-accepted (each adds expected errors); the largest count that
-    # keeps it is found by bisection.
-    low, high = 0, total
-    while low < high:
-        mid = (low + high + 1) // 2
-        lb = bound(mid)[1]
-        if lb is not None and lb >= target:
-            low = mid
-        else:
-            high = mid - 1
-    estimate, lower = bound(low)
-    max_p = float(model.rates[groups[low - 1]]) if low else None
-    return Plan(auto=low, lower_bound=lower, estimate=estimate, max_p_error=max_p)
-
-
-def llm_unreliable(*, model: ErrorModel, target: float) -> bool:
-    """True when even the least ambiguous pooled stratum errs, at 95% confidence, more often than the target allows."""
-    if not len(model.reviewed) or model.reviewed[0] == 0:
+def llm_unreliable(*, checks: Checks, target: float) -> bool:
+    """True when no region of the least ambiguous checks (``MIN_REGION_CHECKS`` or more) errs, at 99.5% confidence,
+    as rarely as the target allows (module docstring). Fewer checks than that: not decided (False)."""
+    if len(checks) < MIN_REGION_CHECKS:
         return False
-    return model.error_floor(0) > 1 - target
+    n = np.arange(MIN_REGION_CHECKS, len(checks) + 1)
+    k = np.cumsum(checks.wrong)[n - 1]
+    return bool(np.all(rate_lower(n, k, UNRELIABLE_CONFIDENCE) > 1 - target))

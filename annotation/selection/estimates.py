@@ -1,10 +1,13 @@
-"""How accurate is what no person looked at? Estimates from the audit sample, with 95% Wilson intervals.
+"""How accurate is what no person looked at? Estimates from random checks, with 95% Wilson intervals.
 
-An audit item is a random draw from the items the router would have auto-accepted; a person reviews it like any other
-item. The share of completed audits whose final label equals the LLM's proposal (and that were not rejected) estimates
-the accuracy of auto-accepted items without bias. The whole-dataset estimate counts items a person accepted as correct
-and the auto-accepted ones at the audit estimate, weighted by their counts; its interval carries the audit interval
-over the same way (human-reviewed items add no uncertainty).
+A check is a person's decision on a randomly drawn item: the calibration samples and the audits (random draws from the
+items the router would auto-accept). The latest round counts the checks whose ambiguity now falls in the range it
+auto-accepts (``Project.routing_state["region"]``, annotation/selection/rounds.py): the share whose LLM label stood
+estimates the accuracy of the auto-accepted items. All audits ever reviewed would not: the range moves round after
+round, and audits drawn from an earlier, wider range held the current auto-accepted items' true accuracy in 6 of 56
+rounds on mr_gpt35 (bench/RESULTS.md). Projects routed before the certificate existed (no region recorded) fall back
+to every completed audit. The whole-dataset estimate counts items a person accepted as correct and the auto-accepted
+ones at that estimate, weighted by their counts; its interval carries the checks' interval over the same way.
 """
 import math
 from dataclasses import dataclass
@@ -44,7 +47,7 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
 
 @dataclass(frozen=True)
 class AccuracyEstimate:
-    audits: Proportion  # completed audits where the LLM's label stood
+    audits: Proportion  # random checks in the auto-accepted range (or, before any region, audits) where the label stood
     human_reviewed: int  # items a person accepted: taken as correct
     auto_accepted: int
 
@@ -102,8 +105,18 @@ def accuracy_estimate(*, project: Project) -> AccuracyEstimate:
         auto=Count("id", filter=Q(status=Status.AUTO_ACCEPTED)),
     )
     return AccuracyEstimate(
-        audits=audit_proportion(project=project), human_reviewed=counts["human"], auto_accepted=counts["auto"]
+        audits=region_checks(project=project), human_reviewed=counts["human"], auto_accepted=counts["auto"]
     )
+
+
+def region_checks(*, project: Project) -> Proportion:
+    """The checks in the range the latest round auto-accepts, and how many kept the LLM's label (module docstring)."""
+    state = project.routing_state or {}
+    if not state.get("phase"):
+        return audit_proportion(project=project)
+    region = state.get("region") or {}
+    n = int(region.get("checks") or 0)
+    return Proportion(successes=n - int(region.get("wrong") or 0), n=n)
 
 
 @dataclass(frozen=True)
@@ -150,10 +163,18 @@ def routing_sentences(state: dict) -> RoutingSentences | None:
         llm_line = (f"The LLM's labels were right on {llm['right']} of {llm['n']} checked items "
                     f"({llm['right'] / llm['n']:.0%}, 95% interval {llm['low']:.0%}-{llm['high']:.0%}).")
     target = state["target"]
-    if phase == "calibrating":
+    cohorts = state.get("cohorts") or {}
+    several = len(cohorts) > 1
+    calibrating = [c for c in cohorts.values() if c.get("calibrating")]
+    unreliable = [c for c in cohorts.values() if c.get("unreliable")]
+    if phase == "calibrating" and not several:
         calibration = state["calibration"]
         headline = (f"Calibrating: {calibration['done']} of {calibration['size']} items reviewed; nothing is "
                     "auto-accepted until then.")
+    elif phase == "calibrating":
+        waiting = "; ".join(f"{c['name']}: {c['done']} of {c['size']} reviewed" for c in calibrating)
+        headline = (f"Calibrating ({waiting}); their items are not auto-accepted until their calibration sample is "
+                    "reviewed.")
     elif phase == "unreliable":
         headline = f"{llm_line} Auto-accept is off; items need people or a better LLM/prompt."
     elif phase == "reached":
@@ -165,6 +186,9 @@ def routing_sentences(state: dict) -> RoutingSentences | None:
         if state.get("lower_bound") is not None:
             headline += f" (now: estimate {state['estimate']:.1%}, lower bound {state['lower_bound']:.1%})"
         headline += "."
+    if unreliable and (several or phase != "unreliable"):
+        headline += " Unreliable, so never auto-accepted: " + "; ".join(
+            f"{c['name']} (right on {c['right']} of {c['n']} checked)" for c in unreliable) + "."
     if state.get("cap_reached"):
         headline += f" The review cap ({state['cap']} items) is reached: the target cannot be certified within it."
-    return RoutingSentences(headline=headline, llm=llm_line, unreliable=phase == "unreliable")
+    return RoutingSentences(headline=headline, llm=llm_line, unreliable=phase == "unreliable" or bool(unreliable))

@@ -53,6 +53,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from annotation.errors import ServiceError
+from annotation.events import event_publish
 from annotation.items.services import ItemChange, items_apply_overlap, items_change
 from annotation.models import (
     FINAL_STATUSES,
@@ -67,6 +68,7 @@ from annotation.models import (
 )
 from annotation.selection import scoring
 from annotation.selection.calibration import (
+    Checks,
     calibration_draw,
     calibration_size,
     dataset_bound,
@@ -92,6 +94,26 @@ CALIBRATION_WAIT = "waiting: nothing is auto-accepted until the calibration samp
 WITHDRAWN = "to review: auto-accept withdrawn, the LLM's labels are unreliable on this project"
 
 
+IMPORTED_COHORT = "import"
+# The fields ``cohort_of`` reads, for values_list.
+COHORT_FIELDS = ("generation_job_id", "provenance__labelling__job")
+
+
+def cohort_of(generation_job_id: int | None, labelling_job: object) -> str:
+    """Which LLM, prompt and model gave an item its label: each generation or labelling job is its own cohort (a job
+    fixes provider, model and prompt), and labels that came in with an import are one cohort. A cohort is calibrated
+    on its own before any of its items is auto-accepted, and its own checks bound its share of the dataset."""
+    if isinstance(labelling_job, int) or (isinstance(labelling_job, str) and labelling_job.isdigit()):
+        return f"job:{int(labelling_job)}"
+    if generation_job_id is not None:
+        return f"job:{generation_job_id}"
+    return IMPORTED_COHORT
+
+
+def cohort_name(cohort: str) -> str:
+    return "imported labels" if cohort == IMPORTED_COHORT else f"job #{cohort.split(':', 1)[1]}"
+
+
 def label_class(labels: list[str]) -> str | None:
     """One class per label set (label powerset for multi-label projects); None for no label."""
     return "|".join(sorted(labels)) if labels else None
@@ -113,6 +135,7 @@ class _Row:
     is_audit: bool
     is_calibration: bool
     busy: bool  # held by a reviewer, or reviewed at least once: its status is left alone
+    cohort: str = IMPORTED_COHORT  # who gave the LLM label (``cohort_of``)
 
 
 @dataclass
@@ -133,6 +156,7 @@ def selection_run_round(*, project: Project, trigger: str = "manual") -> Scoring
     scoring_round = _claim_round(project=project, trigger=trigger)
     if scoring_round is None:
         return None
+    phase_before = _routing_phase(project.pk)
     started = time.monotonic()
     try:
         _run(project=project, scoring_round=scoring_round)
@@ -147,7 +171,29 @@ def selection_run_round(*, project: Project, trigger: str = "manual") -> Scoring
     scoring_round.duration_s = time.monotonic() - started
     scoring_round.save(update_fields=["state", "finished_at", "duration_s", "training_size", "human_labels",
                                       "items_scored", "metrics"])
+    _round_events_publish(project=project, scoring_round=scoring_round, phase_before=phase_before)
     return scoring_round
+
+
+# --- Events (issue 15: webhooks; annotation/events.py) -----------------------------------------------------------------
+
+def _routing_phase(project_id: int) -> str | None:
+    state = Project.objects.filter(pk=project_id).values_list("routing_state", flat=True).first()
+    return (state or {}).get("phase")
+
+
+def _round_events_publish(*, project: Project, scoring_round: ScoringRound, phase_before: str | None) -> None:
+    """Announce the finished round, and the routing state's move into "reached" or "unreliable" (not its staying)."""
+    state = Project.objects.filter(pk=project.pk).values_list("routing_state", flat=True).first() or {}
+    phase = state.get("phase")
+    event_publish(project_id=project.pk, event="round.finished", data={
+        "round": scoring_round.pk, "model_version": scoring_round.model_version, "phase": phase,
+        "items_scored": scoring_round.items_scored, "routing": scoring_round.metrics.get("routing", {})})
+    summary = {"round": scoring_round.pk, "target": state.get("target"), "estimate": state.get("estimate"),
+               "lower_bound": state.get("lower_bound"), "reviews": state.get("reviews"), "llm": state.get("llm")}
+    if phase != phase_before and phase in ("reached", "unreliable"):
+        event_publish(project_id=project.pk, event="target.reached" if phase == "reached" else "llm.unreliable",
+                      data=summary)
 
 
 def _claim_round(*, project: Project, trigger: str) -> ScoringRound | None:
@@ -267,16 +313,16 @@ def _load_rows(project: Project) -> tuple[list[_Row], list[str]]:
         Item.objects.filter(project=project, archived_at__isnull=True)
         .exclude(status__in=(Status.FILTERED, Status.REJECTED))
         .values_list("id", "text", "status", "version", "proposed_labels", "final_labels", "llm_confidence",
-                     "is_audit", "is_calibration", "claimed_by_id", "lease_expires_at", "review_count")
+                     "is_audit", "is_calibration", "claimed_by_id", "lease_expires_at", "review_count", *COHORT_FIELDS)
         .order_by("id")
     )
     for (pk, text, status, version, proposed, final, conf, is_audit, calibration, claimed, lease,
-         reviews) in items.iterator(chunk_size=5000):
+         reviews, job, labelling_job) in items.iterator(chunk_size=5000):
         held = claimed is not None and lease is not None and lease >= now
         human = label_class(final) if status == Status.ACCEPTED else None
         rows.append(_Row(id=pk, status=status, version=version, proposed=label_class(proposed), human=human,
                          llm_confidence=conf, is_audit=is_audit, is_calibration=calibration,
-                         busy=held or reviews > 0))
+                         busy=held or reviews > 0, cohort=cohort_of(job, labelling_job)))
         texts.append(text)
     return rows, texts
 
@@ -403,71 +449,95 @@ def _route(*, project: Project, scoring_round: ScoringRound, rows: list[_Row], s
 
 def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx: np.ndarray,
           counts: RoutingCounts) -> _Plan:
-    """Calibrate first; then auto-accept only what the target allows, and stop auto-accepting an unreliable LLM."""
+    """Calibrate each cohort first; then auto-accept only what the target allows, never from an unreliable cohort."""
     target_accuracy = project.target_accuracy
     amb = np.nan_to_num(ambiguity, nan=1.0)
-    calibration = _calibration_sample(project=project, rows=rows)
+    samples = _calibration_samples(project=project)
     # Candidates: open LLM-labelled items the router may move (nobody holds them, no audit waits on them).
     candidates = np.array([i for i in open_idx if rows[i].proposed is not None and not rows[i].busy
                            and not (rows[i].is_audit and rows[i].status == Status.NEEDS_REVIEW)], dtype=int)
     plan = _Plan(calibration={i for i, r in enumerate(rows) if r.is_calibration})
-    if not calibration.flagged:
-        size = calibration_size(target=target_accuracy, available=len(candidates))
-        drawn = calibration_draw(ids=candidates, ambiguity=amb[candidates], size=size, seed=project.pk)
-        plan.calibration = {int(i) for i in drawn}
-        calibration.size = len(drawn)
+    by_cohort: dict[str, np.ndarray] = {}
+    for i in candidates:
+        by_cohort.setdefault(rows[i].cohort, []).append(int(i))
+    by_cohort = {cohort: np.array(ids, dtype=int) for cohort, ids in by_cohort.items()}
+    for cohort, ids in by_cohort.items():
+        if cohort not in samples:  # a new cohort: draw its calibration sample
+            size = calibration_size(target=target_accuracy, available=len(ids))
+            drawn = calibration_draw(ids=ids, ambiguity=amb[ids], size=size, seed=project.pk)
+            plan.calibration |= {int(i) for i in drawn}
+            samples[cohort] = _Calibration(size=len(drawn), flagged=bool(len(drawn)))
     abstained = [int(i) for i in open_idx if rows[i].proposed is None]
     plan.targets.update({i: Status.NEEDS_REVIEW for i in abstained})
-    reviewed, wrong = _reviewed(project=project, rows=rows, ambiguity=amb)
+    checks = _checks(project=project, rows=rows, ambiguity=amb)
     decided = Item.objects.filter(project=project, archived_at__isnull=True, status__in=FINAL_STATUSES).count()
     accepted = sum(1 for r in rows if r.status == Status.ACCEPTED)
+    total = _Calibration.total(samples.values())
+    calibrating = {c for c in by_cohort if not samples[c].complete}
+    unreliable = {c for c, sample in samples.items() if sample.complete and c in checks
+                  and llm_unreliable(checks=checks[c], target=target_accuracy)}
     state = {"target": target_accuracy, "mode": project.routing_mode,
-             "calibration": {"size": calibration.size, "done": calibration.done, "right": calibration.right,
-                             "n": calibration.n},
-             "llm": _llm_accuracy(wrong), "reviews": decided, "cap": project.review_cap}
-
-    if not calibration.complete:
-        wait = CALIBRATION_WAIT.format(done=calibration.done, size=calibration.size)
-        for i in candidates:
-            i = int(i)
+             "calibration": {"size": total.size, "done": total.done, "right": total.right, "n": total.n},
+             "llm": _llm_accuracy(total.right, total.n), "reviews": decided, "cap": project.review_cap,
+             "checks": {"n": sum(len(c) for c in checks.values()),
+                        "wrong": sum(int(c.wrong.sum()) for c in checks.values())},
+             "cohorts": {c: {"name": cohort_name(c), "size": sample.size, "done": sample.done, "right": sample.right,
+                             "n": sample.n, "unreliable": c in unreliable, "calibrating": c in calibrating}
+                         for c, sample in sorted(samples.items())}}
+    for i in candidates:  # cohorts still calibrating: their sample goes to people, the rest waits
+        i = int(i)
+        cohort = rows[i].cohort
+        if cohort in calibrating:
             if i in plan.calibration:
                 plan.targets[i] = Status.NEEDS_REVIEW
             else:
                 plan.targets[i] = rows[i].status
-                plan.reasons[i] = wait
-        model = None
+                plan.reasons[i] = CALIBRATION_WAIT.format(done=samples[cohort].done, size=samples[cohort].size)
+    usable = np.array([i for i in candidates if rows[i].cohort not in calibrating], dtype=int)
+    if not len(usable) and calibrating:
         state["phase"] = "calibrating"
-    else:
-        model = error_model_fit(reviewed_ambiguity=reviewed, reviewed_wrong=wrong, pool_ambiguity=amb[candidates])
-        keep_share = accepted / decided if decided else 1.0
-        movable = set(candidates.tolist())
-        pending = sum(1 for i in open_idx if rows[i].proposed is not None and int(i) not in movable)
-        if llm_unreliable(model=model, target=target_accuracy):
-            allowed, fill = set(), None
-            state["phase"] = "unreliable"
-        else:
-            fill = target_fill(model=model, candidates=amb[candidates], human_kept=accepted + keep_share * pending,
-                               keep_share=keep_share, target=target_accuracy, seed=project.pk)
-            order = candidates[np.argsort(amb[candidates], kind="stable")]
-            allowed = {int(i) for i in order[:fill.auto]}
-            state["max_p_error"] = _rounded(fill.max_p_error)
-        review = set() if project.routing_mode == RoutingMode.TARGET else _review_set(project, rows, amb, open_idx)
-        for i in candidates:
-            i = int(i)
-            plan.targets[i], reason, audit = _target(project=project, row=rows[i], ambiguity=amb[i],
-                                                     allowed=i in allowed, review=i in review, unreliable=fill is None)
-            if reason:
-                plan.reasons[i] = reason
-            if audit:
-                plan.audits.add(i)
-        # Items a reviewer holds keep their status (``_route``); those the plan would auto-accept count as held.
-        reach = max((amb[i] for i in allowed), default=-1.0)
-        for i in open_idx:
-            i = int(i)
-            if rows[i].busy and rows[i].proposed is not None and i not in review and amb[i] <= reach:
-                plan.targets[i] = Status.AUTO_ACCEPTED
+        state["cap_reached"] = _apply_cap(project=project, rows=rows, amb=amb, plan=plan, decided=decided)
+        counts.state = state | {"checks_seen": None}
+        return plan
+    keep_share = accepted / decided if decided else 1.0
+    pending = sum(1 for i in open_idx if rows[i].proposed is not None and int(i) not in set(usable.tolist()))
+    eligible = np.array([i for i in usable if rows[i].cohort not in unreliable], dtype=int)
+    fill = target_fill(checks=checks, candidates=amb[eligible], cohorts=[rows[i].cohort for i in eligible],
+                       human_kept=accepted + keep_share * (pending + len(usable) - len(eligible)),
+                       keep_share=keep_share, target=target_accuracy)
+    order = eligible[np.argsort(amb[eligible], kind="stable")]
+    allowed = {int(i) for i in order[:fill.auto]}
+    if fill.reach is not None:
+        state["region"] = {"checks": fill.region_checks, "wrong": fill.region_errors, "reach": _rounded(fill.reach)}
+        pooled = [c for c in checks.values() if len(c)]
+        if pooled:  # the calibrated p(error) of the most ambiguous item auto-accepted: what the target allows
+            model = error_model_fit(reviewed_ambiguity=np.concatenate([c.ambiguity for c in pooled]),
+                                    reviewed_wrong=np.concatenate([c.wrong for c in pooled]),
+                                    pool_ambiguity=amb[eligible])
+            state["max_p_error"] = _rounded(float(model.p_error(np.array([fill.reach]))[0]))
+    if calibrating:
+        state["phase"] = "calibrating"
+    elif unreliable and not len(eligible):
+        state["phase"] = "unreliable"
+    review = set() if project.routing_mode == RoutingMode.TARGET else _review_set(project, rows, amb, open_idx)
+    for i in usable:
+        i = int(i)
+        plan.targets[i], reason, audit = _target(project=project, row=rows[i], ambiguity=amb[i],
+                                                 allowed=i in allowed, review=i in review,
+                                                 unreliable=rows[i].cohort in unreliable)
+        if reason:
+            plan.reasons[i] = reason
+        if audit:
+            plan.audits.add(i)
+    # Items a reviewer holds keep their status (``_route``); those the plan would auto-accept count as held.
+    reach = max((amb[i] for i in allowed), default=-1.0)
+    for i in open_idx:
+        i = int(i)
+        if (rows[i].busy and rows[i].proposed is not None and i not in review and amb[i] <= reach
+                and rows[i].cohort not in unreliable and rows[i].cohort not in calibrating):
+            plan.targets[i] = Status.AUTO_ACCEPTED
     state["cap_reached"] = _apply_cap(project=project, rows=rows, amb=amb, plan=plan, decided=decided)
-    counts.state = state | {"model": model}
+    counts.state = state | {"checks_seen": checks}
     return plan
 
 
@@ -503,38 +573,57 @@ class _Calibration:
     def complete(self) -> bool:
         return self.flagged and self.done == self.size
 
+    @classmethod
+    def total(cls, samples) -> "_Calibration":
+        total = cls()
+        for sample in samples:
+            total.size += sample.size
+            total.done += sample.done
+            total.right += sample.right
+            total.n += sample.n
+        total.flagged = total.size > 0
+        return total
 
-def _calibration_sample(*, project: Project, rows: list[_Row]) -> _Calibration:
-    """The project's calibration sample so far: how many are flagged, decided by a person, and kept the LLM's label."""
-    calibration = _Calibration()
+
+def _calibration_samples(*, project: Project) -> dict[str, _Calibration]:
+    """Each cohort's calibration sample so far: how many are flagged, decided by a person, and kept the LLM's label."""
+    samples: dict[str, _Calibration] = {}
     flagged = Item.objects.filter(project=project, archived_at__isnull=True, is_calibration=True)
-    for status, proposed, final in flagged.values_list("status", "proposed_labels", "final_labels").iterator():
-        calibration.size += 1
+    for status, proposed, final, job, labelling_job in flagged.values_list(
+            "status", "proposed_labels", "final_labels", *COHORT_FIELDS).iterator():
+        sample = samples.setdefault(cohort_of(job, labelling_job), _Calibration(flagged=True))
+        sample.size += 1
         if status in FINAL_STATUSES:
-            calibration.done += 1
-            calibration.n += 1
-            calibration.right += status == Status.ACCEPTED and label_class(final) == label_class(proposed)
-    calibration.flagged = calibration.size > 0
-    return calibration
+            sample.done += 1
+            sample.n += 1
+            sample.right += status == Status.ACCEPTED and label_class(final) == label_class(proposed)
+    return samples
 
 
-def _reviewed(*, project: Project, rows: list[_Row], ambiguity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ambiguity and LLM-was-wrong of every person-decided item with an LLM label. Rejected items are not rescored
-    (they are out of the dataset), so their ambiguity is the one stored when they were last routed."""
-    idx = [i for i, r in enumerate(rows) if r.human is not None and r.proposed is not None]
-    rejected = list(Item.objects.filter(project=project, archived_at__isnull=True, status=Status.REJECTED)
-                    .exclude(proposed_labels=[]).values_list("ambiguity", flat=True))
-    reviewed = np.concatenate([ambiguity[idx], np.array([1.0 if a is None else a for a in rejected], dtype=float)])
-    wrong = np.concatenate([np.array([rows[i].human != rows[i].proposed for i in idx], dtype=bool),
-                            np.ones(len(rejected), dtype=bool)])
-    return reviewed, wrong
+def _checks(*, project: Project, rows: list[_Row], ambiguity: np.ndarray) -> dict[str, Checks]:
+    """Per cohort, people's decisions on randomly drawn items (calibration sample and audits) with an LLM label: their
+    ambiguity now and whether the LLM was wrong. Rejected items are not rescored (they are out of the dataset), so
+    their ambiguity is the one stored when they were last routed; a rejection counts as an error."""
+    found: dict[str, tuple[list, list]] = {}
+    for r, a in zip(rows, ambiguity):
+        if r.human is not None and r.proposed is not None and (r.is_calibration or r.is_audit):
+            seen = found.setdefault(r.cohort, ([], []))
+            seen[0].append(a)
+            seen[1].append(r.human != r.proposed)
+    rejected = (Item.objects.filter(project=project, archived_at__isnull=True, status=Status.REJECTED)
+                .filter(Q(is_calibration=True) | Q(is_audit=True)).exclude(proposed_labels=[])
+                .values_list("ambiguity", *COHORT_FIELDS))
+    for a, job, labelling_job in rejected.iterator():
+        seen = found.setdefault(cohort_of(job, labelling_job), ([], []))
+        seen[0].append(1.0 if a is None else a)
+        seen[1].append(True)
+    return {cohort: Checks.of(ambiguity=a, wrong=w) for cohort, (a, w) in found.items()}
 
 
-def _llm_accuracy(wrong: np.ndarray) -> dict | None:
-    n = len(wrong)
+def _llm_accuracy(right: int, n: int) -> dict | None:
+    """How often the LLM's label stood on the calibration sample (a random sample: an unbiased estimate)."""
     if not n:
         return None
-    right = int(n - wrong.sum())
     low, high = wilson_interval(right, n)
     return {"right": right, "n": n, "low": round(low, 4), "high": round(high, 4)}
 
@@ -559,18 +648,19 @@ def _apply_cap(*, project: Project, rows: list[_Row], amb: np.ndarray, plan: _Pl
 
 def _certify(*, project: Project, state: dict) -> dict:
     """After routing: is the dataset, as it now stands, at the target with 95% confidence?"""
-    model = state.pop("model")
+    checks = state.pop("checks_seen")
     items = Item.objects.filter(project=project, archived_at__isnull=True)
     waiting = items.filter(status__in=(Status.PROPOSED, Status.NEEDS_REVIEW)).count()
     state["remaining"] = waiting
-    if model is None:
+    if checks is None:
         return state
     accepted = items.filter(status=Status.ACCEPTED).count()
-    auto = np.array([1.0 if a is None else a for a in items.filter(status=Status.AUTO_ACCEPTED)
-                     .values_list("ambiguity", flat=True)], dtype=float)
-    estimate, lower = dataset_bound(model=model, auto_ambiguity=auto, human_kept=accepted, seed=project.pk)
+    auto_rows = list(items.filter(status=Status.AUTO_ACCEPTED).values_list("ambiguity", *COHORT_FIELDS))
+    auto = np.array([1.0 if a is None else a for a, _, _ in auto_rows], dtype=float)
+    estimate, lower = dataset_bound(checks=checks, auto_ambiguity=auto, human_kept=accepted,
+                                    cohorts=[cohort_of(job, labelling) for _, job, labelling in auto_rows])
     state.update(estimate=_rounded(estimate), lower_bound=_rounded(lower), auto_accepted=len(auto))
-    if state.get("phase") != "unreliable":
+    if state.get("phase") not in ("unreliable", "calibrating"):
         reached = not waiting and lower is not None and lower >= project.target_accuracy
         state["phase"] = "reached" if reached else "not_yet"
     return state
@@ -642,7 +732,9 @@ def _write(*, project: Project, updates: list, counts: RoutingCounts) -> None:
 
         # One transaction per batch: the rows stay locked from the version check to the last write.
         with transaction.atomic():
-            moved = items_change(project_id=project.pk, item_ids=batch, decide=decide)
+            # Items a reviewer holds are neither locked nor rescored: their save never waits on a round (they keep
+            # the last round's scores until reviewed; bench/RESULTS.md, "Tail under contention").
+            moved = items_change(project_id=project.pk, item_ids=batch, decide=decide, skip_held=True)
             if scored:
                 rows_update(model=Item, objs=scored, fields=SCORE_FIELDS)
             items_apply_overlap(project=project,

@@ -30,8 +30,10 @@ How the signals combine
    - afterwards, a small logistic "error model" learns the weights: it is trained on the reviewed items (target: the
      person's label differs from the LLM's) over the signals above plus the LLM's label itself (LLMs err more on some
      labels than others). Reviewed items' signals are out-of-fold, so the error model learns from honest scores.
-     The ambiguity pools the error model with the cold-start rule by averaging their log-odds (a geometric mean of
-     odds). Why: people review the items ranked most ambiguous, so the error model learns from a biased sample and
+     The error model is cross-fitted: a reviewed item's score comes from the fold models that did not learn from
+     it (in-sample, reviewed errors would be pushed up and the low strata that calibrate the certificate would look
+     cleaner than they are). The ambiguity pools the error model with the cold-start rule by averaging their
+     log-odds (a geometric mean of odds). Why: people review the items ranked most ambiguous, so the error model learns from a biased sample and
      extrapolates poorly to the rest of the pool (on mr_gpt35 its ranking of the LLM's remaining errors fell to AUC
      0.54 at the first round it took over, where the rule alone kept 0.72); the pooled score keeps the rule's
      ordering as an anchor while taking the error model's corrections (such as the LLM's per-label error rate).
@@ -353,12 +355,31 @@ def _combine(signals, p_llm, llm_conf, reviewed, wrong, seed) -> tuple[np.ndarra
     n_wrong = int((reviewed & wrong).sum())
     n_right = int((reviewed & ~wrong).sum())
     if n_wrong >= MIN_ERROR_EXAMPLES and n_right >= MIN_ERROR_EXAMPLES:
-        model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
-        model.fit(signals[reviewed], wrong[reviewed].astype(int))
-        learned = model.predict_proba(signals)[:, 1]
+        learned = _cross_fitted_error_model(signals, reviewed, wrong, seed, folds=min(MAX_FOLDS, n_wrong, n_right))
         pooled = (_logit(_prior(p_llm, llm_conf)) + _logit(learned)) / 2
         return 1.0 / (1.0 + np.exp(-pooled)), True
     return _prior(p_llm, llm_conf), False
+
+
+def _cross_fitted_error_model(signals, reviewed, wrong, seed, *, folds: int) -> np.ndarray:
+    """P(LLM wrong) from the error model, cross-fitted: a reviewed item is scored by the models fitted without it.
+
+    Scored in-sample, the model would push the reviewed items it got wrong up and the ones it got right down, so a
+    low-ambiguity stratum would look cleaner than it is among the reviewed items that calibrate it (an optimistic
+    certificate). Items nobody reviewed get the average of the fold models.
+    """
+    rows = np.flatnonzero(reviewed)
+    target = wrong[rows].astype(int)
+    learned = np.zeros(len(signals))
+    rest = np.flatnonzero(~reviewed)
+    splits = StratifiedKFold(n_splits=max(2, folds), shuffle=True, random_state=seed).split(rows, target)
+    for fit_idx, held_idx in splits:
+        model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
+        model.fit(signals[rows[fit_idx]], target[fit_idx])
+        learned[rows[held_idx]] = model.predict_proba(signals[rows[held_idx]])[:, 1]
+        if len(rest):
+            learned[rest] += model.predict_proba(signals[rest])[:, 1] / max(2, folds)
+    return learned
 
 
 def _prior(p_llm, llm_conf) -> np.ndarray:

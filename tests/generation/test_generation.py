@@ -297,14 +297,17 @@ def test_hostile_output_is_stored_as_text(seeded, lead, llm):
 def test_the_demo_labels_its_pool_offline(db):
     from django.core.management import call_command
 
+    from annotation.management.commands.demo import DEMO_PROJECT
+
     call_command("demo", force=True)
-    job = GenerationJob.objects.get()
+    job = GenerationJob.objects.get()  # the movie-review demo comes with GPT-3.5's labels: no job
     assert job.provider == "offline" and job.status == JobStatus.SUCCEEDED
     assert job.produced + job.failed == job.requested == 314
-    labelled = Item.objects.exclude(llm_confidence=None)
+    items = Item.objects.filter(project__name=DEMO_PROJECT)
+    labelled = items.exclude(llm_confidence=None)
     assert labelled.count() == job.produced >= 50  # label words match about a quarter of the TREC questions
     # The demo's scoring round then routed every pool item; those without a label always go to people.
-    assert not Item.objects.filter(status=Status.PROPOSED).exists()
-    unlabelled = Item.objects.filter(proposed_labels=[], final_labels=[])
+    assert not items.filter(status=Status.PROPOSED).exists()
+    unlabelled = items.filter(proposed_labels=[], final_labels=[])
     assert unlabelled.count() == 314 - job.produced
     assert set(unlabelled.values_list("status", flat=True)) == {Status.NEEDS_REVIEW}

@@ -52,6 +52,16 @@ def _world(seed: int, n: int = 6000, error_scale: float = 0.9):
     return ambiguity, wrong
 
 
+def _checks(ambiguity, wrong, ids):
+    return calibration.Checks.of(ambiguity=ambiguity[ids], wrong=wrong[ids])
+
+
+def test_checks_count_the_errors_inside_a_region():
+    checks = calibration.Checks.of(ambiguity=[0.3, 0.1, 0.2, 0.9], wrong=[True, False, False, True])
+    n, k = checks.within(np.array([0.05, 0.2, 0.5, 1.0]))
+    assert n.tolist() == [0, 2, 3, 4] and k.tolist() == [0, 0, 1, 2]
+
+
 def test_the_lower_bound_covers_the_true_accuracy_of_what_is_auto_accepted():
     """Over many simulated projects, the declared bound is below the true accuracy at least ~95% of the time."""
     held = 0
@@ -60,36 +70,68 @@ def test_the_lower_bound_covers_the_true_accuracy_of_what_is_auto_accepted():
         ambiguity, wrong = _world(seed)
         ids = np.arange(len(ambiguity))
         cal = calibration.calibration_draw(ids=ids, ambiguity=ambiguity, size=189, seed=seed)
-        model = calibration.error_model_fit(reviewed_ambiguity=ambiguity[cal], reviewed_wrong=wrong[cal],
-                                            pool_ambiguity=ambiguity)
         rest = np.setdiff1d(ids, cal)
         auto = rest[np.argsort(ambiguity[rest])][: len(rest) // 2]
-        _, lower = calibration.dataset_bound(model=model, auto_ambiguity=ambiguity[auto], human_kept=len(cal),
-                                             seed=seed)
+        _, lower = calibration.dataset_bound(checks=_checks(ambiguity, wrong, cal), auto_ambiguity=ambiguity[auto],
+                                             human_kept=len(cal))
         truth = 1 - wrong[auto].sum() / (len(cal) + len(auto))
         held += truth >= lower
     assert held / runs >= 0.9
 
 
-def test_target_fill_keeps_the_bound_and_auto_accepts_the_least_ambiguous():
+def test_target_fill_holds_the_target_over_many_projects_and_auto_accepts_the_least_ambiguous():
+    """The fill chosen from a calibration sample leaves a dataset at or above the target in >= 90% of projects."""
+    held, filled = 0, []
+    runs = 60
+    for seed in range(runs):
+        ambiguity, wrong = _world(100 + seed)
+        ids = np.arange(len(ambiguity))
+        cal = calibration.calibration_draw(ids=ids, ambiguity=ambiguity, size=189, seed=seed)
+        rest = np.setdiff1d(ids, cal)
+        plan = calibration.target_fill(checks=_checks(ambiguity, wrong, cal), candidates=ambiguity[rest],
+                                       human_kept=len(cal), keep_share=1.0, target=0.95)
+        auto = rest[np.argsort(ambiguity[rest], kind="stable")][:plan.auto]
+        assert plan.auto == 0 or ambiguity[auto].max() == plan.reach
+        truth = 1 - wrong[auto].sum() / len(ids)
+        held += truth >= 0.95
+        filled.append(plan.auto)
+    assert held / runs >= 0.9
+    assert np.median(filled) > 0
+
+
+def test_a_looser_target_auto_accepts_more():
     ambiguity, wrong = _world(3)
-    model = calibration.error_model_fit(reviewed_ambiguity=ambiguity[:400], reviewed_wrong=wrong[:400],
-                                        pool_ambiguity=ambiguity[400:])
-    plan = calibration.target_fill(model=model, candidates=ambiguity[400:], human_kept=400, keep_share=1.0,
-                                   target=0.98, seed=1)
+    checks = _checks(ambiguity, wrong, np.arange(400))
+    plan = calibration.target_fill(checks=checks, candidates=ambiguity[400:], human_kept=400, keep_share=1.0,
+                                   target=0.98)
     assert 0 < plan.auto < len(ambiguity) - 400
     assert plan.lower_bound >= 0.98
-    more = calibration.target_fill(model=model, candidates=ambiguity[400:], human_kept=400, keep_share=1.0,
-                                   target=0.95, seed=1)
+    more = calibration.target_fill(checks=checks, candidates=ambiguity[400:], human_kept=400, keep_share=1.0,
+                                   target=0.95)
     assert more.auto > plan.auto
+
+
+def test_without_checks_every_auto_accepted_item_is_counted_wrong():
+    checks = calibration.Checks.of(ambiguity=[], wrong=[])
+    plan = calibration.target_fill(checks=checks, candidates=np.linspace(0, 1, 100), human_kept=0, keep_share=1.0,
+                                   target=0.9)
+    assert plan.auto == 10 and plan.lower_bound == pytest.approx(0.9)
 
 
 def test_a_weak_llm_is_declared_unreliable_and_a_good_one_is_not():
     ambiguity, wrong = _world(5)
-    good = calibration.error_model_fit(reviewed_ambiguity=ambiguity[:189], reviewed_wrong=wrong[:189],
-                                       pool_ambiguity=ambiguity)
+    good = _checks(ambiguity, wrong, np.arange(189))
     weak_wrong = np.random.default_rng(5).random(189) < 0.7
-    weak = calibration.error_model_fit(reviewed_ambiguity=ambiguity[:189], reviewed_wrong=weak_wrong,
-                                       pool_ambiguity=ambiguity)
-    assert not calibration.llm_unreliable(model=good, target=0.98)
-    assert calibration.llm_unreliable(model=weak, target=0.98)
+    weak = calibration.Checks.of(ambiguity=ambiguity[:189], wrong=weak_wrong)
+    assert not calibration.llm_unreliable(checks=good, target=0.98)
+    assert calibration.llm_unreliable(checks=weak, target=0.98)
+
+
+def test_one_clean_region_is_enough_to_keep_the_llm():
+    # The 40 least ambiguous checks are clean, everything above errs often: the LLM can still be used there.
+    ambiguity = np.linspace(0, 1, 189)
+    wrong = np.arange(189) >= 40
+    assert not calibration.llm_unreliable(checks=calibration.Checks.of(ambiguity=ambiguity, wrong=wrong), target=0.98)
+    # Too few checks to judge: not declared.
+    assert not calibration.llm_unreliable(checks=calibration.Checks.of(ambiguity=ambiguity[:20],
+                                                                       wrong=np.ones(20, bool)), target=0.98)

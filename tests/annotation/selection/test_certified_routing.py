@@ -204,3 +204,93 @@ def test_budget_mode_auto_accepts_only_what_the_target_allows(project, annotator
     auto = Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED)
     if auto.exists():
         assert max(auto.values_list("ambiguity", flat=True)) <= min(held_back.values_list("ambiguity", flat=True))
+
+
+def job_pool(project, job_id, *, wrong_every=0, n_per_class=40):
+    """Items a generation job produced (its own cohort): the 'LLM' of that job is wrong on every ``wrong_every``-th."""
+    from tests.support.factories import corpus, flip
+
+    items = []
+    for i, (text, gold) in enumerate(corpus(n_per_class)):
+        label = flip(gold) if wrong_every and i % wrong_every == 0 else gold
+        items.append(make_item(project, f"{text} from job {job_id}", status=Status.PROPOSED, proposed=(label,),
+                               extra={"gold": gold}, generation_job_id=job_id))
+    return items
+
+
+def test_a_new_job_is_calibrated_on_its_own_before_its_items_are_auto_accepted(project, annotator):
+    make_pool(project, n_per_class=60, wrong=(), abstain=())
+    policy(project, target_accuracy=0.9, audit_rate=0.0)
+    selection_run_round(project=project)
+    review_all(project, annotator, calibration_items(project))
+    selection_run_round(project=project)
+    assert Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).exists()
+
+    job_items = job_pool(project, 7)
+    selection_run_round(project=project)
+    state = Project.objects.get(pk=project.pk).routing_state
+    assert state["phase"] == "calibrating"
+    assert state["cohorts"]["job:7"] == {"name": "job #7", "size": 35, "done": 0, "right": 0, "n": 0,
+                                         "unreliable": False, "calibrating": True}
+    assert not state["cohorts"]["import"]["calibrating"]
+    mine = Item.objects.filter(pk__in=[i.pk for i in job_items])
+    assert mine.filter(is_calibration=True, status=Status.NEEDS_REVIEW).count() == 35
+    assert not mine.filter(status=Status.AUTO_ACCEPTED).exists()
+    assert {i.route_reason for i in mine.filter(is_calibration=False)} == {
+        "waiting: nothing is auto-accepted until the calibration sample is reviewed (0 of 35 done)"}
+    # The imported cohort, calibrated before, keeps its auto-accepts meanwhile.
+    assert Item.objects.filter(project=project, generation_job_id=None, status=Status.AUTO_ACCEPTED).exists()
+    assert "job #7: 0 of 35 reviewed" in routing_sentences(state).headline
+
+    review_all(project, annotator, mine.filter(is_calibration=True))
+    selection_run_round(project=project)
+    assert mine.filter(status=Status.AUTO_ACCEPTED).exists()
+
+
+def test_a_job_whose_labels_fail_calibration_is_never_auto_accepted_while_others_are(project, annotator):
+    make_pool(project, n_per_class=60, wrong=(), abstain=())
+    policy(project, target_accuracy=0.9, audit_rate=0.0)
+    selection_run_round(project=project)
+    review_all(project, annotator, calibration_items(project))
+    bad = job_pool(project, 9, wrong_every=2)  # half of this job's labels are wrong
+    selection_run_round(project=project)
+    sample = Item.objects.filter(pk__in=[i.pk for i in bad], is_calibration=True)
+    review_all(project, annotator, sample)
+    selection_run_round(project=project)
+    state = Project.objects.get(pk=project.pk).routing_state
+    assert state["cohorts"]["job:9"]["unreliable"] and not state["cohorts"]["import"]["unreliable"]
+    assert state["phase"] in ("not_yet", "reached")
+    assert not Item.objects.filter(generation_job_id=9, status=Status.AUTO_ACCEPTED).exists()
+    assert Item.objects.filter(project=project, generation_job_id=None, status=Status.AUTO_ACCEPTED).exists()
+    sentences = routing_sentences(state)
+    assert sentences.unreliable and "Unreliable, so never auto-accepted: job #9 (right on" in sentences.headline
+
+
+def test_a_rejected_calibration_item_counts_as_an_error(project, annotator):
+    items = job_pool(project, 5)
+    policy(project, target_accuracy=0.9, audit_rate=0.0)
+    selection_run_round(project=project)
+    sample = list(Item.objects.filter(pk__in=[i.pk for i in items], is_calibration=True))
+    for item in sample:  # word salad: people reject every one, whatever its label
+        queue.item_review(project=project, item_id=item.pk, user=annotator, action="reject",
+                          expected_version=item.version, reason="low_quality")
+    selection_run_round(project=project)
+    state = Project.objects.get(pk=project.pk).routing_state
+    assert state["cohorts"]["job:5"]["right"] == 0 and state["phase"] == "unreliable"
+    assert not Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).exists()
+
+
+def test_the_last_calibration_review_of_one_cohort_starts_a_round_while_another_cohort_calibrates(
+        project, annotator, sent, django_capture_on_commit_callbacks):
+    make_pool(project, n_per_class=60, wrong=(), abstain=())
+    job_items = job_pool(project, 3)
+    policy(project, target_accuracy=0.9, audit_rate=0.0, retrain_every=10_000)
+    selection_run_round(project=project)
+    imported = list(Item.objects.filter(project=project, is_calibration=True, generation_job_id=None).order_by("id"))
+    assert Item.objects.filter(pk__in=[i.pk for i in job_items], is_calibration=True).count() == 35
+    with django_capture_on_commit_callbacks(execute=True):
+        review_all(project, annotator, imported[:-1])
+    assert sent == []
+    with django_capture_on_commit_callbacks(execute=True):
+        review_all(project, annotator, imported[-1:])
+    assert sent == [((project.pk,), {"force": True})]  # job 3's sample is still open: the import cohort is done

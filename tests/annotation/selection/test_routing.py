@@ -31,7 +31,7 @@ def test_it_shows_estimates_and_rounds(client, project, lead):
                                 metrics={"cv_human_agreement": 0.91, "routing": {"to_review": 7}})
     client.force_login(lead)
     body = client.get(reverse("routing", args=[project.id])).content.decode()
-    assert "90.0% right" in body and "from 20 audited" in body
+    assert "90.0% right" in body and "from 20 random checks" in body  # no round recorded a region: every audit
     assert "whole dataset" in body and "92.0%" in body  # (20 + 80 * 0.9) / 100
     assert "v3" in body and "91.0%" in body
     assert "<html" in body
@@ -41,7 +41,20 @@ def test_htmx_gets_the_panel_alone(client, project, lead):
     client.force_login(lead)
     body = client.get(reverse("routing", args=[project.id]), headers={"HX-Request": "true"}).content.decode()
     assert body.lstrip().startswith('<div id="routing-panel">') and "<html" not in body
-    assert "No round yet" in body and "no audits reviewed yet" in body
+    assert "No round yet" in body and "no random checks in the range auto-accepted yet" in body
+
+
+def test_the_estimate_counts_only_the_checks_in_the_range_now_auto_accepted(client, project, lead):
+    for i in range(20):  # audits from earlier rounds: 10 of 20 wrong
+        make_item(project, f"audit {i}", status=Status.ACCEPTED, is_audit=True,
+                  final_labels=["positive"] if i < 10 else ["negative"])
+    for i in range(80):
+        make_item(project, f"auto {i}", status=Status.AUTO_ACCEPTED)
+    Project.objects.filter(pk=project.pk).update(routing_state={
+        "phase": "not_yet", "target": 0.9, "remaining": 3, "region": {"checks": 50, "wrong": 1, "reach": 0.2}})
+    client.force_login(lead)
+    body = client.get(reverse("routing", args=[project.id])).content.decode()
+    assert "98.0% right" in body and "from 50 random checks" in body
 
 
 def test_it_warns_plainly_when_paused_and_the_lead_resumes(client, project, lead):
