@@ -29,10 +29,13 @@ stays at or above the target (every count is tried; the largest that holds is ta
 people. The highest ambiguity auto-accepted is the most the target allows: nothing above it is auto-accepted in any
 routing mode.
 
-Unreliable. The LLM is declared unreliable when no region the router can name meets the target: for every set of the
-least ambiguous checks (at least ``MIN_REGION_CHECKS`` of them), the one-sided 99.5% lower bound of its error rate
-is above 1 - T (``UNRELIABLE_CONFIDENCE``: stronger than the bound's 95%, since every round looks again). A 30%-accurate labeller is caught by the calibration sample itself; a good LLM whose best items err
-about as often as the target allows is not (any one region below the line clears it).
+Unreliable. A cohort is declared unreliable when no region the router can name meets the target: for every set of
+the least ambiguous checks (at least ``MIN_REGION_CHECKS`` of them), the one-sided lower bound of its error rate is
+above 1 - T. The calibration sample alone is judged at 95%: it is the verdict the issue asks for "within the
+calibration sample", and its evidence does not grow round after round. Every check, audits included, is judged at
+99.5% (``UNRELIABLE_CONFIDENCE``): audits accumulate and every round looks again, and at 95% a usable GPT-3.5 whose
+least ambiguous items err about 1% (its next ones 2-5%) was declared unreliable on one mr_gpt35 seed of three. A
+31%-accurate labeller is caught by its calibration sample; one region below the line is enough to keep an LLM.
 
 Per-item p(error), shown to people: the checks cut into ``ERROR_STRATA`` equal-count strata of the pool by
 ambiguity, pooled until monotone (pool adjacent violators: isotonic regression over strata), each stratum's Jeffreys
@@ -262,11 +265,18 @@ def target_fill(*, checks, candidates: np.ndarray, human_kept: float, keep_share
                 region_checks=int(n_all[last]), region_errors=int(k_all[last]))
 
 
-def llm_unreliable(*, checks: Checks, target: float) -> bool:
-    """True when no region of the least ambiguous checks (``MIN_REGION_CHECKS`` or more) errs, at 99.5% confidence,
-    as rarely as the target allows (module docstring). Fewer checks than that: not decided (False)."""
+def llm_unreliable(*, checks: Checks, target: float, calibration: Checks | None = None) -> bool:
+    """True when no region of the least ambiguous checks (``MIN_REGION_CHECKS`` or more) errs as rarely as the target
+    allows: on the calibration sample alone at 95% confidence, or on every check (audits included) at 99.5% (module
+    docstring). Fewer checks than that: not decided (False)."""
+    if calibration is not None and _no_clean_region(calibration, target, CONFIDENCE):
+        return True
+    return _no_clean_region(checks, target, UNRELIABLE_CONFIDENCE)
+
+
+def _no_clean_region(checks: Checks, target: float, confidence: float) -> bool:
     if len(checks) < MIN_REGION_CHECKS:
         return False
     n = np.arange(MIN_REGION_CHECKS, len(checks) + 1)
     k = np.cumsum(checks.wrong)[n - 1]
-    return bool(np.all(rate_lower(n, k, UNRELIABLE_CONFIDENCE) > 1 - target))
+    return bool(np.all(rate_lower(n, k, confidence) > 1 - target))

@@ -474,8 +474,9 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
     accepted = sum(1 for r in rows if r.status == Status.ACCEPTED)
     total = _Calibration.total(samples.values())
     calibrating = {c for c in by_cohort if not samples[c].complete}
+    sampled = _checks(project=project, rows=rows, ambiguity=amb, calibration_only=True)
     unreliable = {c for c, sample in samples.items() if sample.complete and c in checks
-                  and llm_unreliable(checks=checks[c], target=target_accuracy)}
+                  and llm_unreliable(checks=checks[c], calibration=sampled.get(c), target=target_accuracy)}
     state = {"target": target_accuracy, "mode": project.routing_mode,
              "calibration": {"size": total.size, "done": total.done, "right": total.right, "n": total.n},
              "llm": _llm_accuracy(total.right, total.n), "reviews": decided, "cap": project.review_cap,
@@ -600,19 +601,22 @@ def _calibration_samples(*, project: Project) -> dict[str, _Calibration]:
     return samples
 
 
-def _checks(*, project: Project, rows: list[_Row], ambiguity: np.ndarray) -> dict[str, Checks]:
-    """Per cohort, people's decisions on randomly drawn items (calibration sample and audits) with an LLM label: their
-    ambiguity now and whether the LLM was wrong. Rejected items are not rescored (they are out of the dataset), so
-    their ambiguity is the one stored when they were last routed; a rejection counts as an error."""
+def _checks(*, project: Project, rows: list[_Row], ambiguity: np.ndarray,
+            calibration_only: bool = False) -> dict[str, Checks]:
+    """Per cohort, people's decisions on randomly drawn items (calibration sample and audits, or the calibration
+    sample alone) with an LLM label: their ambiguity now and whether the LLM was wrong. Rejected items are not rescored
+    (they are out of the dataset), so their ambiguity is the one stored when they were last routed; a rejection counts
+    as an error."""
     found: dict[str, tuple[list, list]] = {}
     for r, a in zip(rows, ambiguity):
-        if r.human is not None and r.proposed is not None and (r.is_calibration or r.is_audit):
+        if (r.human is not None and r.proposed is not None
+                and (r.is_calibration or (r.is_audit and not calibration_only))):
             seen = found.setdefault(r.cohort, ([], []))
             seen[0].append(a)
             seen[1].append(r.human != r.proposed)
+    drawn = Q(is_calibration=True) if calibration_only else Q(is_calibration=True) | Q(is_audit=True)
     rejected = (Item.objects.filter(project=project, archived_at__isnull=True, status=Status.REJECTED)
-                .filter(Q(is_calibration=True) | Q(is_audit=True)).exclude(proposed_labels=[])
-                .values_list("ambiguity", *COHORT_FIELDS))
+                .filter(drawn).exclude(proposed_labels=[]).values_list("ambiguity", *COHORT_FIELDS))
     for a, job, labelling_job in rejected.iterator():
         seen = found.setdefault(cohort_of(job, labelling_job), ([], []))
         seen[0].append(1.0 if a is None else a)

@@ -135,3 +135,10 @@ def test_one_clean_region_is_enough_to_keep_the_llm():
     # Too few checks to judge: not declared.
     assert not calibration.llm_unreliable(checks=calibration.Checks.of(ambiguity=ambiguity[:20],
                                                                        wrong=np.ones(20, bool)), target=0.98)
+
+
+def test_the_calibration_sample_is_judged_at_95_percent_and_every_check_at_99_5():
+    # 3 errors in 30 checks: above a 2% allowance at 95% confidence, not at 99.5%.
+    checks = calibration.Checks.of(ambiguity=np.linspace(0, 1, 30), wrong=np.arange(30) % 10 == 0)
+    assert calibration.llm_unreliable(checks=checks, calibration=checks, target=0.98)
+    assert not calibration.llm_unreliable(checks=checks, target=0.98)  # the same evidence, from audits
