@@ -4,13 +4,12 @@ import pytest
 
 from annotation.io.importing import ImportOptions, import_job_create, import_job_run
 from annotation.models import Item, Project, Status
-from annotation.queue import services as queue
 from annotation.selection import selection_run_round
 from generation.models import GenerationJob, JobMode
 from generation.services import job_cancel
 from synthstudio.webhooks import services
 from synthstudio.webhooks.models import Delivery
-from tests.support.factories import make_item, make_pool
+from tests.support.factories import make_item, make_pool, review_with_gold
 
 ALL_EVENTS = ["item.reviewed", "job.finished", "round.finished", "target.reached", "llm.unreliable",
               "import.finished"]
@@ -52,13 +51,6 @@ def test_an_import_is_announced_when_it_ends(project, lead, every_event, tmp_pat
     assert (failed["state"], failed["rows_imported"], failed["errors"]) == ("failed", 0, 1)
 
 
-def review_all(project, user, items):
-    for item in items:
-        item.refresh_from_db()
-        queue.item_review(project=project, item_id=item.pk, user=user, action="accept",
-                          expected_version=item.version, labels=[item.extra["gold"]])
-
-
 def calibration_items(project):
     return list(Item.objects.filter(project=project, is_calibration=True).order_by("id"))
 
@@ -75,7 +67,7 @@ def test_rounds_and_the_certificate_are_announced(project, annotator, every_even
     # People review what waits (the calibration sample first), rounds route the rest, until the target is reached.
     for _ in range(2):
         with django_capture_on_commit_callbacks(execute=True):
-            review_all(project, annotator, Item.objects.filter(project=project, status=Status.NEEDS_REVIEW))
+            review_with_gold(project, annotator, Item.objects.filter(project=project, status=Status.NEEDS_REVIEW))
             last = selection_run_round(project=project)
     assert Project.objects.get(pk=project.pk).routing_state["phase"] == "reached"
     [reached] = announced("target.reached")  # once, by the round that reached it
@@ -97,7 +89,7 @@ def test_an_unreliable_llm_is_announced(project, annotator, every_event, django_
                   proposed=(llm,), extra={"gold": gold})
     Project.objects.filter(pk=project.pk).update(target_accuracy=0.95, audit_rate=0.0)
     selection_run_round(project=project)
-    review_all(project, annotator, calibration_items(project))
+    review_with_gold(project, annotator, calibration_items(project))
     with django_capture_on_commit_callbacks(execute=True):
         selection_run_round(project=project)
     assert Project.objects.get(pk=project.pk).routing_state["phase"] == "unreliable"

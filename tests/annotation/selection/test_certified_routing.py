@@ -8,7 +8,7 @@ from annotation.models import Item, Project, Review, ReviewAction, RoutingMode, 
 from annotation.queue import services as queue
 from annotation.selection import rounds, selection_run_round, tasks
 from annotation.selection.estimates import routing_sentences
-from tests.support.factories import make_item, make_pool
+from tests.support.factories import make_item, make_pool, review_with_gold
 
 
 @pytest.fixture
@@ -21,14 +21,6 @@ def sent(monkeypatch):
 def policy(project, **fields):
     Project.objects.filter(pk=project.pk).update(**fields)
     project.refresh_from_db()
-
-
-def review_all(project, user, items):
-    """A person reviews each item with its gold label, through the queue's own service."""
-    for item in items:
-        item.refresh_from_db()
-        queue.item_review(project=project, item_id=item.pk, user=user, action="accept",
-                          expected_version=item.version, labels=[item.extra["gold"]])
 
 
 def calibration_items(project):
@@ -68,10 +60,10 @@ def test_the_last_calibration_review_runs_a_round_that_auto_accepts_under_the_bo
     selection_run_round(project=project)
     flagged = calibration_items(project)
     with django_capture_on_commit_callbacks(execute=True):
-        review_all(project, annotator, flagged[:-1])
+        review_with_gold(project, annotator, flagged[:-1])
     assert sent == []
     with django_capture_on_commit_callbacks(execute=True):
-        review_all(project, annotator, flagged[-1:])
+        review_with_gold(project, annotator, flagged[-1:])
     assert sent == [((project.pk,), {"force": True})]
 
     selection_run_round(project=project)
@@ -92,7 +84,7 @@ def test_the_certificate_is_reached_only_when_nothing_waits_and_the_bound_holds(
     make_pool(project, n_per_class=60, wrong=(), abstain=())
     policy(project, target_accuracy=0.95, audit_rate=0.0)
     selection_run_round(project=project)
-    review_all(project, annotator, calibration_items(project))
+    review_with_gold(project, annotator, calibration_items(project))
     selection_run_round(project=project)
     project.refresh_from_db()
     state = project.routing_state
@@ -102,7 +94,7 @@ def test_the_certificate_is_reached_only_when_nothing_waits_and_the_bound_holds(
         client.force_login(lead)
         body = client.get(reverse("routing", args=[project.id])).content.decode()
         assert f"about {waiting.count()} more reviews expected" in body
-        review_all(project, annotator, list(waiting))
+        review_with_gold(project, annotator, list(waiting))
         selection_run_round(project=project)
         project.refresh_from_db()
         state = project.routing_state
@@ -118,9 +110,9 @@ def test_a_bound_an_audit_breaks_sends_the_state_back(project, annotator):
     make_pool(project, n_per_class=60, wrong=(), abstain=())
     policy(project, target_accuracy=0.95, audit_rate=0.0)
     selection_run_round(project=project)
-    review_all(project, annotator, calibration_items(project))
+    review_with_gold(project, annotator, calibration_items(project))
     selection_run_round(project=project)
-    review_all(project, annotator, Item.objects.filter(project=project, status=Status.NEEDS_REVIEW))
+    review_with_gold(project, annotator, Item.objects.filter(project=project, status=Status.NEEDS_REVIEW))
     selection_run_round(project=project)
     assert Project.objects.get(pk=project.pk).routing_state["phase"] == "reached"
     # Audits find the LLM wrong on items people checked: the bound no longer holds.
@@ -152,7 +144,7 @@ def test_a_weak_llm_is_declared_unreliable_and_its_auto_accepts_are_withdrawn(pr
     # Items a budget-mode round auto-accepted before this project was calibrated.
     earlier = list(Item.objects.filter(project=project, status=Status.PROPOSED)[:10])
     Item.objects.filter(pk__in=[i.pk for i in earlier]).update(status=Status.AUTO_ACCEPTED)
-    review_all(project, annotator, calibration_items(project))
+    review_with_gold(project, annotator, calibration_items(project))
     selection_run_round(project=project)
     project.refresh_from_db()
     state = project.routing_state
@@ -194,7 +186,7 @@ def test_budget_mode_auto_accepts_only_what_the_target_allows(project, annotator
     make_pool(project, n_per_class=60, wrong=tuple(range(0, 120, 8)), abstain=())
     policy(project, target_accuracy=0.9, audit_rate=0.0, routing_mode=RoutingMode.BUDGET, review_budget=0.0)
     selection_run_round(project=project)
-    review_all(project, annotator, calibration_items(project))
+    review_with_gold(project, annotator, calibration_items(project))
     policy(project, target_accuracy=0.99)
     selection_run_round(project=project)
     project.refresh_from_db()
@@ -222,7 +214,7 @@ def test_a_new_job_is_calibrated_on_its_own_before_its_items_are_auto_accepted(p
     make_pool(project, n_per_class=60, wrong=(), abstain=())
     policy(project, target_accuracy=0.9, audit_rate=0.0)
     selection_run_round(project=project)
-    review_all(project, annotator, calibration_items(project))
+    review_with_gold(project, annotator, calibration_items(project))
     selection_run_round(project=project)
     assert Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).exists()
 
@@ -242,7 +234,7 @@ def test_a_new_job_is_calibrated_on_its_own_before_its_items_are_auto_accepted(p
     assert Item.objects.filter(project=project, generation_job_id=None, status=Status.AUTO_ACCEPTED).exists()
     assert "job #7: 0 of 35 reviewed" in routing_sentences(state).headline
 
-    review_all(project, annotator, mine.filter(is_calibration=True))
+    review_with_gold(project, annotator, mine.filter(is_calibration=True))
     selection_run_round(project=project)
     assert mine.filter(status=Status.AUTO_ACCEPTED).exists()
 
@@ -251,11 +243,11 @@ def test_a_job_whose_labels_fail_calibration_is_never_auto_accepted_while_others
     make_pool(project, n_per_class=60, wrong=(), abstain=())
     policy(project, target_accuracy=0.9, audit_rate=0.0)
     selection_run_round(project=project)
-    review_all(project, annotator, calibration_items(project))
+    review_with_gold(project, annotator, calibration_items(project))
     bad = job_pool(project, 9, wrong_every=2)  # half of this job's labels are wrong
     selection_run_round(project=project)
     sample = Item.objects.filter(pk__in=[i.pk for i in bad], is_calibration=True)
-    review_all(project, annotator, sample)
+    review_with_gold(project, annotator, sample)
     selection_run_round(project=project)
     state = Project.objects.get(pk=project.pk).routing_state
     assert state["cohorts"]["job:9"]["unreliable"] and not state["cohorts"]["import"]["unreliable"]
@@ -289,8 +281,8 @@ def test_the_last_calibration_review_of_one_cohort_starts_a_round_while_another_
     imported = list(Item.objects.filter(project=project, is_calibration=True, generation_job_id=None).order_by("id"))
     assert Item.objects.filter(pk__in=[i.pk for i in job_items], is_calibration=True).count() == 35
     with django_capture_on_commit_callbacks(execute=True):
-        review_all(project, annotator, imported[:-1])
+        review_with_gold(project, annotator, imported[:-1])
     assert sent == []
     with django_capture_on_commit_callbacks(execute=True):
-        review_all(project, annotator, imported[-1:])
+        review_with_gold(project, annotator, imported[-1:])
     assert sent == [((project.pk,), {"force": True})]  # job 3's sample is still open: the import cohort is done
