@@ -474,16 +474,27 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
     accepted = sum(1 for r in rows if r.status == Status.ACCEPTED)
     total = _Calibration.total(samples.values())
     calibrating = {c for c in by_cohort if not samples[c].complete}
+    # The calibration sample's verdict is given once, at the first round after the cohort's sample is complete, and
+    # kept (re-judging the same sample under each round's new ranking would be one more look every round); later
+    # rounds judge every check, audits included, at the stricter level (calibration.llm_unreliable).
+    before = (project.routing_state or {}).get("cohorts") or {}
     sampled = _checks(project=project, rows=rows, ambiguity=amb, calibration_only=True)
-    unreliable = {c for c, sample in samples.items() if sample.complete and c in checks
-                  and llm_unreliable(checks=checks[c], calibration=sampled.get(c), target=target_accuracy)}
+    verdicts = {}
+    for c, sample in samples.items():
+        if sample.complete and c in checks:
+            kept = before.get(c, {}).get("calibration_verdict")
+            verdicts[c] = kept if kept is not None and before[c].get("size") == sample.size else llm_unreliable(
+                checks=sampled.get(c) or checks[c], target=target_accuracy, calibration=sampled.get(c))
+    unreliable = {c for c, verdict in verdicts.items()
+                  if verdict or llm_unreliable(checks=checks[c], target=target_accuracy)}
     state = {"target": target_accuracy, "mode": project.routing_mode,
              "calibration": {"size": total.size, "done": total.done, "right": total.right, "n": total.n},
              "llm": _llm_accuracy(total.right, total.n), "reviews": decided, "cap": project.review_cap,
              "checks": {"n": sum(len(c) for c in checks.values()),
                         "wrong": sum(int(c.wrong.sum()) for c in checks.values())},
              "cohorts": {c: {"name": cohort_name(c), "size": sample.size, "done": sample.done, "right": sample.right,
-                             "n": sample.n, "unreliable": c in unreliable, "calibrating": c in calibrating}
+                             "n": sample.n, "unreliable": c in unreliable, "calibrating": c in calibrating,
+                             "calibration_verdict": verdicts.get(c)}
                          for c, sample in sorted(samples.items())}}
     for i in candidates:  # cohorts still calibrating: their sample goes to people, the rest waits
         i = int(i)

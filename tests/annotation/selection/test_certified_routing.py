@@ -223,7 +223,8 @@ def test_a_new_job_is_calibrated_on_its_own_before_its_items_are_auto_accepted(p
     state = Project.objects.get(pk=project.pk).routing_state
     assert state["phase"] == "calibrating"
     assert state["cohorts"]["job:7"] == {"name": "job #7", "size": 35, "done": 0, "right": 0, "n": 0,
-                                         "unreliable": False, "calibrating": True}
+                                         "unreliable": False, "calibrating": True,
+                                         "calibration_verdict": None}
     assert not state["cohorts"]["import"]["calibrating"]
     mine = Item.objects.filter(pk__in=[i.pk for i in job_items])
     assert mine.filter(is_calibration=True, status=Status.NEEDS_REVIEW).count() == 35
@@ -286,3 +287,20 @@ def test_the_last_calibration_review_of_one_cohort_starts_a_round_while_another_
     with django_capture_on_commit_callbacks(execute=True):
         review_with_gold(project, annotator, imported[-1:])
     assert sent == [((project.pk,), {"force": True})]  # job 3's sample is still open: the import cohort is done
+
+
+def test_the_calibration_verdict_is_given_once_and_kept(project, annotator):
+    make_pool(project, n_per_class=60, wrong=(), abstain=())
+    policy(project, target_accuracy=0.9, audit_rate=0.0)
+    selection_run_round(project=project)
+    review_with_gold(project, annotator, calibration_items(project))
+    selection_run_round(project=project)
+    state = Project.objects.get(pk=project.pk).routing_state
+    assert state["cohorts"]["import"]["calibration_verdict"] is False
+    # A later round does not judge the same sample again: a verdict stored as given is what it keeps.
+    state["cohorts"]["import"]["calibration_verdict"] = True
+    Project.objects.filter(pk=project.pk).update(routing_state=state)
+    selection_run_round(project=project)
+    state = Project.objects.get(pk=project.pk).routing_state
+    assert state["cohorts"]["import"]["unreliable"] and state["phase"] == "unreliable"
+    assert not Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).exists()
