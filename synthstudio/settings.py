@@ -116,6 +116,9 @@ AUTHENTICATION_BACKENDS = ["annotation.accounts.throttle.ThrottledModelBackend"]
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_LIMIT_PER_ADDRESS = env_int("LOGIN_FAILURE_LIMIT_PER_ADDRESS", 50)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
+# Password-reset e-mails per address asked for, and reset requests per client address, in that window.
+PASSWORD_RESET_LIMIT = env_int("PASSWORD_RESET_LIMIT", 3)
+PASSWORD_RESET_LIMIT_PER_ADDRESS = env_int("PASSWORD_RESET_LIMIT_PER_ADDRESS", 20)
 # Behind a reverse proxy, the META key of the header it puts the client's address in (e.g. HTTP_X_FORWARDED_FOR);
 # empty: REMOTE_ADDR. Without it every client shares the proxy's address and its limit.
 LOGIN_ADDRESS_HEADER = env_str("LOGIN_ADDRESS_HEADER", "")

@@ -4,14 +4,20 @@ Failures are counted per account name and per client address over a sliding wind
 While either count is at its limit no password is checked: ``ThrottledModelBackend`` refuses before hashing, so every
 login form (ours and the admin's) is covered, and the login page says how long to wait with a 429. A throttled attempt
 is not counted again, so the wait ends when the window slides past the failures, whatever a guesser keeps sending.
+
+Password-reset requests are rows of the same table, their account name marked ``RESET_MARK``: at most
+``PASSWORD_RESET_LIMIT`` e-mails per address asked for, and ``PASSWORD_RESET_LIMIT_PER_ADDRESS`` requests per client
+address, per ``LOGIN_FAILURE_WINDOW_SECONDS``; beyond them the form answers as always ("sent") and sends nothing, so
+nobody can flood a mailbox through the app or learn from the answer which addresses have accounts. They never count
+against sign-ins.
 """
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.forms import AuthenticationForm
-from django.contrib.auth.views import LoginView
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.contrib.auth.views import LoginView, PasswordResetView
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
 from django.utils import timezone
@@ -29,6 +35,9 @@ def client_address(request) -> str | None:
     return raw.split(",")[-1].strip() or request.META.get("REMOTE_ADDR") or None
 
 
+RESET_MARK = "password-reset:"
+
+
 def _username(username: str | None) -> str:
     return (username or "").strip().lower()[:150]
 
@@ -41,7 +50,8 @@ def login_wait_seconds(*, username: str | None, address: str | None) -> int:
     wait = 0
     checks = [(Q(username=_username(username)), settings.LOGIN_FAILURE_LIMIT)]
     if address:
-        checks.append((Q(address=address), settings.LOGIN_FAILURE_LIMIT_PER_ADDRESS))
+        checks.append((Q(address=address) & ~Q(username__startswith=RESET_MARK),
+                       settings.LOGIN_FAILURE_LIMIT_PER_ADDRESS))
     for condition, limit in checks:
         failures = recent.filter(condition).count()
         if failures >= limit:
@@ -95,3 +105,24 @@ class ThrottledLoginView(LoginView):
         if form.has_error("__all__", code="throttled"):
             response.status_code = 429
         return response
+
+
+def password_reset_allowed(*, email: str, address: str | None) -> bool:
+    """Whether a reset e-mail may go to ``email`` now (module docstring); records the request either way."""
+    since = timezone.now() - timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
+    recent = LoginFailure.objects.filter(created_at__gt=since, username__startswith=RESET_MARK)
+    marked = _username(RESET_MARK + (email or ""))
+    allowed = recent.filter(username=marked).count() < settings.PASSWORD_RESET_LIMIT and not (
+        address and recent.filter(address=address).count() >= settings.PASSWORD_RESET_LIMIT_PER_ADDRESS)
+    LoginFailure.objects.create(username=marked, address=address)
+    return allowed
+
+
+class ThrottledPasswordResetForm(PasswordResetForm):
+    def save(self, *args, request=None, **kwargs):
+        if password_reset_allowed(email=self.cleaned_data["email"], address=client_address(request)):
+            super().save(*args, request=request, **kwargs)
+
+
+class ThrottledPasswordResetView(PasswordResetView):
+    form_class = ThrottledPasswordResetForm

@@ -80,3 +80,24 @@ def test_email_goes_to_the_console_unless_smtp_is_configured():
             else:
                 os.environ[key] = value
         importlib.reload(project_settings)
+
+
+def test_reset_e_mails_are_throttled_per_address_asked_for_and_never_block_a_sign_in(client, db, mailoutbox, settings):
+    make_user("flooded", email="flooded@example.com")
+    for _ in range(settings.PASSWORD_RESET_LIMIT + 2):
+        response = client.post(reverse("password_reset"), {"email": "flooded@example.com"})
+        assert response.status_code == 302 and response["Location"] == reverse("password_reset_done")
+    assert len(mailoutbox) == settings.PASSWORD_RESET_LIMIT  # the form says "sent" every time, sends no more
+    # Another address from the same client still gets its e-mail, and the requests do not count as failed sign-ins.
+    make_user("other", email="other@example.com")
+    client.post(reverse("password_reset"), {"email": "other@example.com"})
+    assert mailoutbox[-1].to == ["other@example.com"]
+    assert client.login(username="flooded", password="pw-for-tests-1")
+
+
+def test_reset_requests_are_throttled_per_client_address(client, db, mailoutbox, settings):
+    settings.PASSWORD_RESET_LIMIT_PER_ADDRESS = 3
+    for i in range(5):
+        make_user(f"user{i}", email=f"user{i}@example.com")
+        client.post(reverse("password_reset"), {"email": f"user{i}@example.com"})
+    assert len(mailoutbox) == 3
