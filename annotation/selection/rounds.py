@@ -76,7 +76,7 @@ from annotation.selection.calibration import (
     llm_unreliable,
     target_fill,
 )
-from annotation.selection.estimates import audit_proportion, wilson_interval
+from annotation.selection.estimates import wilson_interval
 from annotation.selection.features import featurize
 from synthstudio.lib.draws import stable_draw
 from synthstudio.lib.prepared import Prepared
@@ -85,8 +85,6 @@ from synthstudio.lib.sql import rows_update
 ROUND_STALE_AFTER = timedelta(hours=1)
 ROUND_REQUEST_STALE_AFTER = timedelta(minutes=15)
 WRITE_BATCH = 2000
-# Audits needed before they may pause auto-accept: fewer give an interval too wide to act on.
-MIN_AUDITS_TO_PAUSE = 30
 OPEN_STATUSES = (Status.PROPOSED, Status.NEEDS_REVIEW, Status.AUTO_ACCEPTED)
 SCORE_FIELDS = ["model_label", "model_scores", "ambiguity", "route_reason", "is_audit", "is_calibration",
                 "scored_round"]
@@ -329,7 +327,6 @@ def _load_rows(project: Project) -> tuple[list[_Row], list[str]]:
 
 def _run(*, project: Project, scoring_round: ScoringRound) -> None:
     project.refresh_from_db()  # the policy as it is now, not as the caller loaded it
-    _check_audits(project=project)
     rows, texts = _load_rows(project)
     scores = None
     if rows:
@@ -363,24 +360,6 @@ def _run(*, project: Project, scoring_round: ScoringRound) -> None:
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 4)
-
-
-def _check_audits(*, project: Project) -> None:
-    """Pause auto-accept when the audits since the lead's last decision show the target is out of reach."""
-    if project.auto_accept_paused:
-        return
-    audits = audit_proportion(project=project, since=project.auto_accept_decided_at)
-    interval = audits.interval
-    if audits.n < MIN_AUDITS_TO_PAUSE or interval is None or interval[1] >= project.target_accuracy:
-        return
-    low, high = interval
-    project.auto_accept_paused = True
-    project.auto_accept_paused_reason = (
-        f"Audits found the LLM's label right on {audits.successes} of {audits.n} checked auto-accepted items "
-        f"({audits.value:.0%}; 95% interval {low:.0%} to {high:.0%}), below the {project.target_accuracy:.0%} target. "
-        "Nothing more is auto-accepted until a lead decides."
-    )
-    project.save(update_fields=["auto_accept_paused", "auto_accept_paused_reason"])
 
 
 def _review_set(project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx: np.ndarray) -> set[int]:
@@ -435,7 +414,7 @@ def _route(*, project: Project, scoring_round: ScoringRound, rows: list[_Row], s
         if i in plan.reasons and not (target == Status.NEEDS_REVIEW and plan.reasons[i].startswith("waiting")):
             fields["route_reason"] = plan.reasons[i][:200]
         elif target == Status.PROPOSED and project.auto_accept_paused and row.proposed is not None:
-            fields["route_reason"] = "auto-accept is paused by the audits; waiting for the lead's decision"
+            fields["route_reason"] = "auto-accept is paused; waiting for the lead's decision"
         else:
             fields["route_reason"] = _reason(scores, i, row, audit=fields["is_audit"], to_review=target ==
                                              Status.NEEDS_REVIEW)
@@ -770,7 +749,11 @@ def _count(counts: RoutingCounts, row: _Row, target: str, audit: bool) -> None:
 
 @transaction.atomic
 def auto_accept_decide(*, project: Project, user, resume: bool) -> Project:
-    """The lead's answer to a pause: resume auto-accepting (later audits may pause it again) or keep it paused."""
+    """The lead's answer to a pause: resume auto-accepting or keep it paused.
+
+    Rounds no longer pause by themselves: audits are checks, and a region whose checks find errors shrinks and its
+    items go back to review (``_plan``); before the certificate, audits all counted together paused auto-accept, and
+    those paused projects wait for this decision."""
     project = Project.objects.select_for_update().get(pk=project.pk)
     if not project.auto_accept_paused:
         raise ServiceError("Auto-accept is not paused; there is nothing to decide.")

@@ -11,7 +11,7 @@ from annotation.models import Item, Project, Review, ReviewAction, RoutingMode, 
 from annotation.selection import rounds, scoring
 from annotation.selection.estimates import accuracy_estimate, wilson_interval
 from annotation.selection.features import FeaturizerUnavailable, embedding_features, tfidf_features
-from tests.support.factories import corpus, flip, make_calibrated, make_item, make_pool
+from tests.support.factories import POSITIVE, corpus, flip, make_calibrated, make_item, make_pool
 
 
 def test_wilson_interval_matches_the_textbook_values():
@@ -258,28 +258,23 @@ def finish_audits(project, *, right, wrong):
                   final_labels=["positive"] if i < right else ["negative"], reviewed_at=now)
 
 
-def test_bad_audits_pause_auto_accept_until_the_lead_decides(project, lead):
+def test_bad_audits_take_auto_accepts_back_to_review_and_never_pause_by_themselves(project, lead):
     make_pool(project)
-    finish_audits(project, right=30, wrong=10)
-    make_calibrated(project, routing_mode=RoutingMode.BUDGET, audit_rate=0.0)
-    Project.objects.filter(pk=project.pk).update(target_accuracy=0.95)
-    project.refresh_from_db()
+    make_calibrated(project, n=40, target_accuracy=0.9, audit_rate=0.0)
     selection.selection_run_round(project=project)
-    project.refresh_from_db()
-    assert project.auto_accept_paused
-    assert "30 of 40" in project.auto_accept_paused_reason and "95% target" in project.auto_accept_paused_reason
-    assert not Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).exists()
-
-    selection.auto_accept_decide(project=project, user=lead, resume=True)
-    project.refresh_from_db()
-    assert not project.auto_accept_paused and project.auto_accept_decided_at is not None
-    # The audits' 10 errors also weigh in the target's bound; a looser target isolates the pause mechanism.
-    Project.objects.filter(pk=project.pk).update(target_accuracy=0.5)
-    project.refresh_from_db()
-    selection.selection_run_round(project=project)
-    project.refresh_from_db()
-    assert not project.auto_accept_paused  # the same audits do not pause it again
     assert Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).exists()
+    before = Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).count()
+    # Audits of clear-looking texts (the range auto-accepted) find the LLM wrong on 15 of 40.
+    now = timezone.now()
+    for i in range(40):
+        make_item(project, f"{POSITIVE[i % len(POSITIVE)]} audited {i}", status=Status.ACCEPTED, proposed=("positive",),
+                  is_audit=True, final_labels=["negative"] if i < 15 else ["positive"], reviewed_at=now)
+    selection.selection_run_round(project=project)
+    project.refresh_from_db()
+    assert not project.auto_accept_paused  # no pause: the region shrinks instead
+    assert Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).count() < before
+    back = Review.objects.filter(project=project, action=ReviewAction.ROUTE, before__status=Status.AUTO_ACCEPTED)
+    assert back.exists()
 
 
 def test_keeping_the_pause_records_who_decided(project, lead):
@@ -293,14 +288,6 @@ def test_keeping_the_pause_records_who_decided(project, lead):
 def test_there_is_nothing_to_decide_when_auto_accept_runs(project, lead):
     with pytest.raises(ServiceError, match="not paused"):
         selection.auto_accept_decide(project=project, user=lead, resume=True)
-
-
-def test_few_audits_do_not_pause(project):
-    make_pool(project)
-    finish_audits(project, right=5, wrong=10)
-    selection.selection_run_round(project=project)
-    project.refresh_from_db()
-    assert not project.auto_accept_paused
 
 
 def test_accuracy_estimate_combines_reviewed_and_audited(project):
