@@ -491,7 +491,8 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
         counts.state = state | {"checks_seen": None}
         return plan
     keep_share = accepted / decided if decided else 1.0
-    pending = sum(1 for i in open_idx if rows[i].proposed is not None and int(i) not in set(usable.tolist()))
+    movable = set(usable.tolist())
+    pending = sum(1 for i in open_idx if rows[i].proposed is not None and int(i) not in movable)
     eligible = np.array([i for i in usable if rows[i].cohort not in unreliable], dtype=int)
     fill = target_fill(checks=checks, candidates=amb[eligible], cohorts=[rows[i].cohort for i in eligible],
                        human_kept=accepted + keep_share * (pending + len(usable) - len(eligible)),
@@ -508,8 +509,8 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
             state["max_p_error"] = _rounded(float(model.p_error(np.array([fill.reach]))[0]))
     if calibrating:
         state["phase"] = "calibrating"
-    elif unreliable and not len(eligible):
-        state["phase"] = "unreliable"
+    elif unreliable and len(usable) and not len(eligible):
+        state["phase"] = "unreliable"  # once people have decided every item, the certificate may still be reached
     review = set() if project.routing_mode == RoutingMode.TARGET else _review_set(project, rows, amb, open_idx)
     for i in usable:
         i = int(i)

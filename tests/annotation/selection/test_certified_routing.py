@@ -304,3 +304,19 @@ def test_the_calibration_verdict_is_given_once_and_kept(project, annotator):
     state = Project.objects.get(pk=project.pk).routing_state
     assert state["cohorts"]["import"]["unreliable"] and state["phase"] == "unreliable"
     assert not Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).exists()
+
+
+def test_an_unreliable_llm_does_not_keep_a_fully_reviewed_dataset_from_its_certificate(project, annotator):
+    items = job_pool(project, 5)
+    policy(project, target_accuracy=0.9, audit_rate=0.0)
+    selection_run_round(project=project)
+    for item in Item.objects.filter(pk__in=[i.pk for i in items], is_calibration=True):
+        queue.item_review(project=project, item_id=item.pk, user=annotator, action="reject",
+                          expected_version=item.version, reason="low_quality")
+    selection_run_round(project=project)
+    assert Project.objects.get(pk=project.pk).routing_state["phase"] == "unreliable"
+    review_with_gold(project, annotator, Item.objects.filter(project=project, status=Status.NEEDS_REVIEW))
+    selection_run_round(project=project)
+    state = Project.objects.get(pk=project.pk).routing_state
+    assert state["cohorts"]["job:5"]["unreliable"]  # still said, on every lead page
+    assert state["phase"] == "reached" and state["remaining"] == 0 and state["auto_accepted"] == 0
