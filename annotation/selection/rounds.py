@@ -448,7 +448,7 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
             samples[cohort] = _Calibration(size=len(drawn), flagged=bool(len(drawn)))
     abstained = [int(i) for i in open_idx if rows[i].proposed is None]
     plan.targets.update({i: Status.NEEDS_REVIEW for i in abstained})
-    checks = _checks(project=project, rows=rows, ambiguity=amb)
+    checks, sampled = _checks(project=project, rows=rows, ambiguity=amb)
     decided = Item.objects.filter(project=project, archived_at__isnull=True, status__in=FINAL_STATUSES).count()
     accepted = sum(1 for r in rows if r.status == Status.ACCEPTED)
     total = _Calibration.total(samples.values())
@@ -457,7 +457,6 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
     # kept (re-judging the same sample under each round's new ranking would be one more look every round); later
     # rounds judge every check, audits included, at the stricter level (calibration.llm_unreliable).
     before = (project.routing_state or {}).get("cohorts") or {}
-    sampled = _checks(project=project, rows=rows, ambiguity=amb, calibration_only=True)
     verdicts = {}
     for c, sample in samples.items():
         if sample.complete and c in checks:
@@ -592,27 +591,34 @@ def _calibration_samples(*, project: Project) -> dict[str, _Calibration]:
     return samples
 
 
-def _checks(*, project: Project, rows: list[_Row], ambiguity: np.ndarray,
-            calibration_only: bool = False) -> dict[str, Checks]:
-    """Per cohort, people's decisions on randomly drawn items (calibration sample and audits, or the calibration
-    sample alone) with an LLM label: their ambiguity now and whether the LLM was wrong. Rejected items are not rescored
-    (they are out of the dataset), so their ambiguity is the one stored when they were last routed; a rejection counts
-    as an error."""
-    found: dict[str, tuple[list, list]] = {}
+def _checks(*, project: Project, rows: list[_Row],
+            ambiguity: np.ndarray) -> tuple[dict[str, Checks], dict[str, Checks]]:
+    """Per cohort, people's decisions on randomly drawn items with an LLM label, their ambiguity now and whether the
+    LLM was wrong: (calibration samples and audits, the calibration samples alone), read in one pass. Rejected items
+    are not rescored (they are out of the dataset), so their ambiguity is the one stored when they were last routed; a
+    rejection counts as an error."""
+    found: dict[tuple[str, bool], tuple[list, list]] = {}
+
+    def add(cohort: str, calibration: bool, a: float, wrong: bool) -> None:
+        seen = found.setdefault((cohort, calibration), ([], []))
+        seen[0].append(a)
+        seen[1].append(wrong)
+
     for r, a in zip(rows, ambiguity):
-        if (r.human is not None and r.proposed is not None
-                and (r.is_calibration or (r.is_audit and not calibration_only))):
-            seen = found.setdefault(r.cohort, ([], []))
-            seen[0].append(a)
-            seen[1].append(r.human != r.proposed)
-    drawn = Q(is_calibration=True) if calibration_only else Q(is_calibration=True) | Q(is_audit=True)
+        if r.human is not None and r.proposed is not None and (r.is_calibration or r.is_audit):
+            add(r.cohort, r.is_calibration, a, r.human != r.proposed)
     rejected = (Item.objects.filter(project=project, archived_at__isnull=True, status=Status.REJECTED)
-                .filter(drawn).exclude(proposed_labels=[]).values_list("ambiguity", *COHORT_FIELDS))
-    for a, job, labelling_job in rejected.iterator():
-        seen = found.setdefault(cohort_of(job, labelling_job), ([], []))
-        seen[0].append(1.0 if a is None else a)
-        seen[1].append(True)
-    return {cohort: Checks.of(ambiguity=a, wrong=w) for cohort, (a, w) in found.items()}
+                .filter(Q(is_calibration=True) | Q(is_audit=True)).exclude(proposed_labels=[])
+                .values_list("ambiguity", "is_calibration", *COHORT_FIELDS))
+    for a, calibration, job, labelling_job in rejected.iterator():
+        add(cohort_of(job, labelling_job), calibration, 1.0 if a is None else a, True)
+    every, sampled = {}, {}
+    for cohort in {cohort for cohort, _ in found}:
+        drawn, audits = found.get((cohort, True), ([], [])), found.get((cohort, False), ([], []))
+        every[cohort] = Checks.of(ambiguity=drawn[0] + audits[0], wrong=drawn[1] + audits[1])
+        if drawn[0]:
+            sampled[cohort] = Checks.of(ambiguity=drawn[0], wrong=drawn[1])
+    return every, sampled
 
 
 def _llm_accuracy(right: int, n: int) -> dict | None:
