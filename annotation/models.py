@@ -272,22 +272,25 @@ class Item(models.Model):
 
 
 class ItemCount(models.Model):
-    """How many live (not archived) items of a project have a status: the sum of ``n`` over the project's rows of
-    that status. Pages read these sums instead of counting items (``annotation/items/counts.py``).
+    """How many live (not archived) items of a project have a status, a source (imported or not), an LLM proposal (or
+    none) and a routing score (or none): the sum of ``n`` over the project's rows with those values. Pages read these
+    sums instead of counting items (``annotation/items/counts.py``): the status counts by status alone, the project's
+    overview its counts by source, labelling and scoring too (``imported``, ``labelled``, ``scored``, migration 0018).
 
-    Kept by database triggers on the item table (migration 0015), not by the Python writers. A trigger runs in the
-    statement's own transaction for every writer there is: the item services, imports by COPY, generation's
+    Kept by database triggers on the item table (migrations 0015 and 0018), not by the Python writers. A trigger runs
+    in the statement's own transaction for every writer there is: the item services, imports by COPY, generation's
     ``bulk_create``, the test factories, the admin's archive, a cascade delete, a benchmark's raw COPY; an explicit
     delta in each writer would drift the first time a new writer forgot it. The counts move with the items they
     count, committed or rolled back together.
 
     PostgreSQL: one statement-level trigger per INSERT, UPDATE and DELETE reads the statement's transition tables and
-    *inserts* one delta row per (project, status) that changed (a 50,000-row COPY adds about six rows). Nothing is
-    updated in place, so no writer ever waits for another's counter row: a scoring round that routes for a minute in
-    one transaction holds no lock a review needs. The rows of a project are folded into one per status now and then
-    (by a statement with probability 1/50, and by the reconciliation), under a try-lock so a fold never waits either.
-    SQLite runs one writer at a time, so its row-level triggers update one row per (project, status) in place.
-    ``item_counts_reconcile`` recounts the items, adds a correcting row where the sums drifted, and reports it.
+    *inserts* one delta row per (project, status, imported, labelled, scored) that changed (a 50,000-row COPY adds a
+    few dozen rows; a scoring round that only moves scores adds none). Nothing is updated in place, so no writer ever
+    waits for another's counter row: a scoring round that routes for a minute in one transaction holds no lock a review
+    needs. The rows of a project are folded into one per combination now and then (by a statement with probability
+    1/50, and by the reconciliation), under a try-lock so a fold never waits either. SQLite runs one writer at a time,
+    so its row-level triggers update one row per combination in place. ``item_counts_reconcile`` recounts the items,
+    adds a correcting row where the sums drifted, and reports it.
 
     ``project`` has no foreign-key constraint: a constraint would make each delta row lock its project row (KEY
     SHARE) against the project-row locks of rounds and calibration; rows of a deleted project are removed by the
@@ -297,16 +300,24 @@ class ItemCount(models.Model):
     project = models.ForeignKey(Project, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False,
                                 related_name="+")
     status = models.CharField(max_length=16, choices=Status.choices)
+    # source = "imported"
+    imported = models.BooleanField(default=False)
+    # proposed_labels <> [] (an empty list is no proposal or an abstention)
+    labelled = models.BooleanField(default=False)
+    # ambiguity IS NOT NULL (a scoring round gave the item a routing score)
+    scored = models.BooleanField(default=False)
     n = models.BigIntegerField(default=0)
 
     class Meta:
         indexes = [
-            # The pages' read: SELECT status, sum(n) WHERE project_id = ? GROUP BY status.
+            # The pages' read: SELECT status, ..., sum(n) WHERE project_id = ? GROUP BY status, ... (a few dozen rows).
             models.Index(fields=["project", "status"], name="itemcount_project_status"),
         ]
 
     def __str__(self):
-        return f"{self.status} {self.n:+d} in project {self.project_id}"
+        return (f"{self.status} ({'imported' if self.imported else 'not imported'}, "
+                f"{'labelled' if self.labelled else 'unlabelled'}, {'scored' if self.scored else 'unscored'}) "
+                f"{self.n:+d} in project {self.project_id}")
 
 
 class ReviewAction(models.TextChoices):

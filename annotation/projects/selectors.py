@@ -7,7 +7,7 @@ from django.db.models.expressions import RawSQL
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from annotation.items.counts import item_counts
+from annotation.items.counts import ItemCounts, item_counts, item_counts_detail
 from annotation.models import (
     HUMAN_DECISIONS,
     AttributeDimension,
@@ -19,7 +19,6 @@ from annotation.models import (
     Review,
     ReviewAction,
     ScoringRound,
-    Source,
     Status,
 )
 
@@ -229,21 +228,13 @@ class Overview:
 
 
 def project_overview(*, project: Project) -> Overview:
-    """Everything the project's overview shows, in a fixed number of queries whatever the project's size: the status
-    counters, one pass over the items for the pipeline's counts by source and labelling, one over the last day's human
-    reviews, and the latest jobs, imports and scoring rounds. Generation jobs are read through the project's reverse
-    relation, so that ``annotation`` does not import ``generation``."""
-    items = Item.objects.filter(project=project, archived_at__isnull=True)
-    no_proposal = Q(proposed_labels=[])
-    row = items.aggregate(
-        total=Count("id"),
-        imported=Count("id", filter=Q(source=Source.IMPORTED)),
-        generated=Count("id", filter=~Q(source=Source.IMPORTED) & ~Q(status=Status.FILTERED)),
-        unlabelled=Count("id", filter=no_proposal & Q(status=Status.PROPOSED)),
-        labelled=Count("id", filter=~no_proposal),
-        scored=Count("id", filter=Q(ambiguity__isnull=False)),
-    )
-    counts = item_counts(project_id=project.pk)
+    """Everything the project's overview shows, in a fixed number of queries whatever the project's size: the item
+    counters (per status, and by source, labelling and scoring for the pipeline's counts; no item is read), the last
+    day's human reviews, and the latest jobs, imports and scoring rounds. Generation jobs are read through the
+    project's reverse relation, so that ``annotation`` does not import ``generation``."""
+    detail = item_counts_detail(project_id=project.pk)
+    counts = detail.by_status
+    row = _pipeline_counts(detail)
     pace = _team_pace(project=project, waiting=counts[Status.NEEDS_REVIEW])
     state = project.routing_state or {}
     reviewed = counts[Status.ACCEPTED] + counts[Status.REJECTED]
@@ -261,6 +252,19 @@ def project_overview(*, project: Project) -> Overview:
         steps=_steps(row=row, counts=counts, state=state, verified=verified,
                      labels=Label.objects.filter(project=project).count()),
     )
+
+
+def _pipeline_counts(detail: ItemCounts) -> dict[str, int]:
+    """The pipeline's counts of live items: imported; generated (not imported) and not held back by filters; with an
+    LLM proposal; without one and waiting for routing; with a routing score."""
+    return {
+        "total": detail.total,
+        "imported": detail.count(imported=True),
+        "generated": detail.count(imported=False) - detail.count(imported=False, status=Status.FILTERED),
+        "unlabelled": detail.count(labelled=False, status=Status.PROPOSED),
+        "labelled": detail.count(labelled=True),
+        "scored": detail.count(scored=True),
+    }
 
 
 IMPORT_ACTIVE = (ImportJob.State.QUEUED, ImportJob.State.VALIDATING, ImportJob.State.IMPORTING)
