@@ -427,16 +427,29 @@ class Review(models.Model):
 
 
 class ScoringRound(models.Model):
-    """One train + rescore + route round of the selective-annotation model."""
+    """One train + rescore + route round of the selective-annotation model.
+
+    A small project's round runs in one task. A large one (``annotation/selection/chunks.py``) goes through stages:
+    ``train`` (a bounded training set, the model stored as a ``ScoringModel``), ``score`` (its ``ScoringChunk`` rows
+    scored by any workers), ``route`` (one task routes the project on the scores of this round); ``stage`` is empty
+    when no stage is running."""
 
     class State(models.TextChoices):
         RUNNING = "running", "Running"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
+    class Stage(models.TextChoices):
+        NONE = "", "-"
+        TRAIN = "train", "Training"
+        SCORE = "score", "Scoring chunks"
+        ROUTE = "route", "Routing"
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="scoring_rounds")
     model_version = models.PositiveIntegerField()
     state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    stage = models.CharField(max_length=8, choices=Stage.choices, default=Stage.NONE, blank=True)
+    chunks = models.PositiveIntegerField(default=0)
     training_size = models.PositiveIntegerField(default=0)
     human_labels = models.PositiveIntegerField(default=0)
     items_scored = models.PositiveIntegerField(default=0)
@@ -451,6 +464,53 @@ class ScoringRound(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["project", "model_version"], name="scoring_round_unique_version"),
         ]
+
+
+class ScoringChunk(models.Model):
+    """One chunk of a chunked round's scoring: the round's open items with ids ``first_id``..``last_id`` outside its
+    training set.
+
+    Any worker may run it; a run claims it (``attempts`` + 1), scores its items, writes the ones whose shown scores
+    changed, keeps every score it computed in ``scores`` and marks it done. A run that died leaves it ``running``;
+    running it again computes the same scores and writes what the first run did not, so every item is scored once
+    per round: ``items_scored`` is the number in ``scores``, ``items_written`` how many rows the runs wrote."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+
+    scoring_round = models.ForeignKey(ScoringRound, on_delete=models.CASCADE, related_name="chunk_rows")
+    index = models.PositiveIntegerField()
+    first_id = models.BigIntegerField()
+    last_id = models.BigIntegerField()
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    items_scored = models.PositiveIntegerField(default=0)
+    items_written = models.PositiveIntegerField(default=0)
+    # The ids and ambiguities the chunk's last run computed (numpy .npz), which routing reads.
+    scores = models.BinaryField(null=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["scoring_round", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["scoring_round", "index"], name="scoring_chunk_unique_index"),
+        ]
+
+
+class ScoringModel(models.Model):
+    """A chunked round's trained model (featurizer, fold committees, error models), pickled by the round's training
+    task for the workers that score its chunks, on any machine that reaches the database; and the training set's
+    scores, which routing reads. Deleted when the round ends. Only this application's workers write it, so
+    unpickling it trusts no one the database does not already trust."""
+
+    scoring_round = models.OneToOneField(ScoringRound, on_delete=models.CASCADE, primary_key=True,
+                                         related_name="stored_model")
+    model = models.BinaryField()
+    train_scores = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
 
 
 class ImportJob(models.Model):

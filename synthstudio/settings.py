@@ -263,6 +263,16 @@ WEBHOOKS_RETRY_FOR_SECONDS = env_int("WEBHOOKS_RETRY_FOR_SECONDS", 24 * 3600)
 
 # Selective annotation: a local sentence-transformers model folder to use instead of TF-IDF features (never downloaded).
 SELECTION_EMBEDDING_MODEL_PATH = env_str("SELECTION_EMBEDDING_MODEL_PATH", "")
+# Scoring rounds (annotation/selection/chunks.py): a project with more items than SELECTION_TRAIN_SIZE trains on all
+# human decisions plus a stratified sample of that many LLM-labelled items, and scores the rest in chunks of
+# SELECTION_CHUNK_SIZE that any worker runs; SELECTION_FEATURES picks learned n-grams or hashed ones.
+SELECTION_TRAIN_SIZE = env_int("SELECTION_TRAIN_SIZE", 50_000)
+SELECTION_CHUNK_SIZE = env_int("SELECTION_CHUNK_SIZE", 50_000)
+SELECTION_FEATURES = env_str("SELECTION_FEATURES", "vocabulary")
+if SELECTION_TRAIN_SIZE < 20 or SELECTION_CHUNK_SIZE < 20:
+    raise ImproperlyConfigured("SELECTION_TRAIN_SIZE and SELECTION_CHUNK_SIZE must be at least 20 items")
+if SELECTION_FEATURES not in ("vocabulary", "hashing"):
+    raise ImproperlyConfigured(f"SELECTION_FEATURES must be vocabulary or hashing, not {SELECTION_FEATURES!r}")
 
 LOGGING = {
     "version": 1,

@@ -5,6 +5,8 @@
 - ``scoring``: the classifier committee, the per-item signals (modAL) and how they combine (read its docstring).
 - ``rounds``: a train + rescore + route round under a per-project lock, the review-count trigger, the lead's decision
   on a paused auto-accept.
+- ``chunks``: rounds of projects too large for one process: a bounded training set, the model stored in the database,
+  scoring in chunks any worker runs, one routing step on the round's scores.
 - ``calibration``: the calibration sample's size and draw, the checks (random reviews) and the dataset's 95% lower
   bound they give, how much the target lets be auto-accepted, and when a cohort's LLM labels are unreliable (pure
   numpy/scipy). ``rounds.cohort_of`` names an item's cohort: the job (LLM, prompt, model) or the import behind its

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from scipy import sparse
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer, TfidfVectorizer
 
 logger = logging.getLogger(__name__)
 
@@ -59,19 +59,76 @@ class Features:
         return Features(self.ngrams[rows], None if self.embeddings is None else self.embeddings[rows])
 
 
+# Columns of the hashing alternative (``SELECTION_FEATURES=hashing``) per kind of n-gram.
+HASHED_WORD_FEATURES = 2 ** 20
+HASHED_CHAR_FEATURES = 2 ** 19
+FEATURE_KINDS = ("vocabulary", "hashing")
+
+
 def tfidf_features(texts: list[str]) -> sparse.csr_matrix:
     """Word 1-2-grams and character 2-5-grams (within word boundaries), sublinear TF, L2-normalised, side by side.
 
     Projects larger than ``CHAR_NGRAMS_UP_TO`` texts get word n-grams only.
     """
-    min_df = 2 if len(texts) >= 200 else 1
-    words = TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True, max_features=MAX_WORD_FEATURES,
-                            dtype=np.float32)
-    if len(texts) > CHAR_NGRAMS_UP_TO:
-        return words.fit_transform(texts).tocsr()
-    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=min_df, sublinear_tf=True,
-                            max_features=MAX_CHAR_FEATURES, dtype=np.float32)
-    return sparse.hstack([words.fit_transform(texts), chars.fit_transform(texts)], format="csr")
+    return Featurizer(kind="vocabulary").fit_transform(texts)
+
+
+class Featurizer:
+    """TF-IDF n-grams fitted on one set of texts (a round's training set) and applied to any other (its chunks).
+
+    ``vocabulary`` (the default) learns the n-grams of the texts it is fitted on, capped at the most frequent ones;
+    ``hashing`` hashes every n-gram into a fixed number of columns (nothing to learn but the IDF weights), so n-grams
+    that only the chunks contain still count. bench/RESULTS.md ("Chunked rounds") measures which routes better.
+    Character n-grams join the words when the fitted set has at most ``CHAR_NGRAMS_UP_TO`` texts. Picklable, and small
+    once fitted: the vectorizers' ``stop_words_`` (every n-gram cut, which can be millions) are dropped.
+    """
+
+    def __init__(self, kind: str = "vocabulary"):
+        if kind not in FEATURE_KINDS:
+            raise ValueError(f"SELECTION_FEATURES must be one of {', '.join(FEATURE_KINDS)}, not {kind!r}")
+        self.kind = kind
+        self.parts: list = []
+
+    def fit_transform(self, texts: list[str]) -> sparse.csr_matrix:
+        min_df = 2 if len(texts) >= 200 else 1
+        chars = len(texts) <= CHAR_NGRAMS_UP_TO
+        if self.kind == "hashing":
+            self.parts = [_Hashed(ngram_range=(1, 2), n_features=HASHED_WORD_FEATURES)]
+            if chars:
+                self.parts.append(_Hashed(analyzer="char_wb", ngram_range=(2, 5), n_features=HASHED_CHAR_FEATURES))
+        else:
+            self.parts = [TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True,
+                                          max_features=MAX_WORD_FEATURES, dtype=np.float32)]
+            if chars:
+                self.parts.append(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=min_df,
+                                                  sublinear_tf=True, max_features=MAX_CHAR_FEATURES,
+                                                  dtype=np.float32))
+        matrices = [part.fit_transform(texts) for part in self.parts]
+        for part in self.parts:
+            if hasattr(part, "stop_words_"):
+                del part.stop_words_
+        return _joined(matrices)
+
+    def transform(self, texts: list[str]) -> sparse.csr_matrix:
+        return _joined([part.transform(texts) for part in self.parts])
+
+
+def _joined(matrices: list) -> sparse.csr_matrix:
+    return matrices[0].tocsr() if len(matrices) == 1 else sparse.hstack(matrices, format="csr")
+
+
+class _Hashed:
+    """Hashed n-gram counts with sublinear TF-IDF weights learned from the texts it is fitted on, L2-normalised."""
+
+    def __init__(self, **hashing):
+        self.hasher = HashingVectorizer(alternate_sign=False, norm=None, dtype=np.float32, **hashing)
+        self.idf = TfidfTransformer(sublinear_tf=True)
+
+    def fit_transform(self, texts: list[str]) -> sparse.csr_matrix:
+        return self.idf.fit_transform(self.hasher.transform(texts)).astype(np.float32)
+
+    def transform(self, texts: list[str]) -> sparse.csr_matrix:
+        return self.idf.transform(self.hasher.transform(texts)).astype(np.float32)
 
 
 def embedding_features(texts: list[str], model_path: str) -> np.ndarray:
@@ -209,8 +266,15 @@ def _marks(chunk: list) -> str:
     return ", ".join("?" * len(chunk))
 
 
-def featurize(texts: list[str]) -> Features:
-    """TF-IDF n-grams of ``texts``, with the configured model's embeddings beside them if there is one."""
+def featurize(texts: list[str], featurizer: Featurizer | None = None, *, fit: bool = False) -> Features:
+    """TF-IDF n-grams of ``texts``, with the configured model's embeddings beside them if there is one. Without a
+    ``featurizer`` the n-grams are fitted on ``texts`` themselves; with one, it is fitted on them (``fit``: a chunked
+    round's training set) or applies what it learned (a chunk). Embeddings are read per call, so a chunk reads only
+    its own texts from the cache."""
     model_path = getattr(settings, "SELECTION_EMBEDDING_MODEL_PATH", "")
     embeddings = embedding_features(texts, model_path) if model_path else None
-    return Features(tfidf_features(texts), embeddings)
+    if featurizer is None:
+        ngrams = tfidf_features(texts)
+    else:
+        ngrams = featurizer.fit_transform(texts) if fit else featurizer.transform(texts)
+    return Features(ngrams, embeddings)

@@ -39,15 +39,15 @@ bumps the version and logs a Review row (``route`` or ``auto_accept``); unchange
 Review row and no version bump (so a reviewer's open form does not go stale). Writes go in batches, each re-reading
 the rows' versions and claims under lock so a review that happened while the model trained is never overwritten.
 """
+import json
 import math
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Max, OuterRef, Q, Subquery
+from django.db.models import BigIntegerField, Max, OuterRef, Q, Subquery, TextField
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -80,14 +80,12 @@ from annotation.selection.estimates import wilson_interval
 from annotation.selection.features import featurize
 from synthstudio.lib.draws import stable_draw
 from synthstudio.lib.prepared import Prepared
-from synthstudio.lib.sql import rows_update
+from synthstudio.lib.sql import rows_write
 
 ROUND_STALE_AFTER = timedelta(hours=1)
 ROUND_REQUEST_STALE_AFTER = timedelta(minutes=15)
 WRITE_BATCH = 2000
 OPEN_STATUSES = (Status.PROPOSED, Status.NEEDS_REVIEW, Status.AUTO_ACCEPTED)
-SCORE_FIELDS = ["model_label", "model_scores", "ambiguity", "route_reason", "is_audit", "is_calibration",
-                "scored_round"]
 CALIBRATION_WAIT = "waiting: nothing is auto-accepted until the calibration sample is reviewed ({done} of {size} done)"
 WITHDRAWN = "to review: auto-accept withdrawn, the LLM's labels are unreliable on this project"
 
@@ -122,7 +120,7 @@ def audit_draw(project: Project, item_id: int) -> float:
     return stable_draw(project.pk, project.created_at.isoformat(), item_id)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     id: int
     status: str
@@ -134,6 +132,9 @@ class _Row:
     is_calibration: bool
     busy: bool  # held by a reviewer, or reviewed at least once: its status is left alone
     cohort: str = IMPORTED_COHORT  # who gave the LLM label (``cohort_of``)
+    ambiguity: float | None = None  # as the row shows it (read by a chunk, which rewrites only what changes)
+    model_label: str = ""
+    shown: tuple = ("", None)  # the reason and the round the row shows (a chunked round's chunks)
 
 
 @dataclass
@@ -149,25 +150,56 @@ class RoutingCounts:
     state: dict = field(default_factory=dict)  # what the round decided, for Project.routing_state
 
 
-def selection_run_round(*, project: Project, trigger: str = "manual") -> ScoringRound | None:
-    """Run one round for the project; None if another round is running. Failures are recorded on the round."""
+def selection_run_round(*, project: Project, trigger: str = "manual", fan_out: bool = False) -> ScoringRound | None:
+    """Run one round for the project; None if another round is running. Failures are recorded on the round.
+
+    A project with more open items than ``SELECTION_TRAIN_SIZE`` gets a chunked round (``chunks``): with ``fan_out``
+    (the Celery task) its chunks go to the workers and this returns the round still running, its last chunk routing
+    the project; without (commands, benchmarks, tests) the chunks and the routing run here, one after the other.
+    """
+    from annotation.selection import chunks
+
     scoring_round = _claim_round(project=project, trigger=trigger)
     if scoring_round is None:
         return None
     phase_before = _routing_phase(project.pk)
-    started = time.monotonic()
+    scoring_round.metrics["phase_before"] = phase_before
     try:
-        _run(project=project, scoring_round=scoring_round)
+        project.refresh_from_db()  # the policy as it is now, not as the caller loaded it
+        rows, texts = _load_rows(project, texts=False)
+        if len(rows) > settings.SELECTION_TRAIN_SIZE:
+            del texts
+            chunked = chunks.round_train(project=project, scoring_round=scoring_round, rows=rows)
+            del rows
+            if chunked:
+                return chunks.round_continue(scoring_round=scoring_round, fan_out=fan_out)
+        else:
+            texts = _texts(project, rows)
+            _run(project=project, scoring_round=scoring_round, rows=rows, texts=texts)
     except Exception as exc:
-        ScoringRound.objects.filter(pk=scoring_round.pk).update(
-            state=ScoringRound.State.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000],
-            finished_at=timezone.now(), duration_s=time.monotonic() - started,
-        )
+        round_fail(scoring_round=scoring_round, exc=exc)
         raise
+    return round_finish(project=project, scoring_round=scoring_round)
+
+
+def round_fail(*, scoring_round: ScoringRound, exc: BaseException) -> None:
+    """Record the round as failed, with the error, and drop its stored model."""
+    ScoringRound.objects.filter(pk=scoring_round.pk).update(
+        state=ScoringRound.State.FAILED, stage=ScoringRound.Stage.NONE, error=f"{type(exc).__name__}: {exc}"[:2000],
+        finished_at=timezone.now(), duration_s=(timezone.now() - scoring_round.started_at).total_seconds(),
+    )
+    from annotation.models import ScoringModel
+    ScoringModel.objects.filter(scoring_round=scoring_round.pk).delete()
+
+
+def round_finish(*, project: Project, scoring_round: ScoringRound) -> ScoringRound:
+    """Mark the round done (its counts and metrics as the caller set them) and announce it."""
     scoring_round.state = ScoringRound.State.DONE
+    scoring_round.stage = ScoringRound.Stage.NONE
     scoring_round.finished_at = timezone.now()
-    scoring_round.duration_s = time.monotonic() - started
-    scoring_round.save(update_fields=["state", "finished_at", "duration_s", "training_size", "human_labels",
+    scoring_round.duration_s = (scoring_round.finished_at - scoring_round.started_at).total_seconds()
+    phase_before = scoring_round.metrics.pop("phase_before", None)
+    scoring_round.save(update_fields=["state", "stage", "finished_at", "duration_s", "training_size", "human_labels",
                                       "items_scored", "metrics"])
     _round_events_publish(project=project, scoring_round=scoring_round, phase_before=phase_before)
     return scoring_round
@@ -304,30 +336,61 @@ def _due(project_id: int) -> bool:
     return _reviews_since(project_id, since, at_most=needed) >= needed
 
 
-def _load_rows(project: Project) -> tuple[list[_Row], list[str]]:
+def _load_rows(project: Project, *, texts: bool = True) -> tuple[list[_Row], list[str]]:
+    """The rows a round routes (every live item but filtered and rejected ones), in id order, and their texts when
+    asked.
+
+    Label lists and the labelling job come as the database's JSON text, parsed once per distinct value (a million
+    rows carry a few label sets): the ORM's per-row JSON decoding was most of the load's time at 100k items. Label
+    classes and cohorts are interned, so the rows share a few strings."""
     now = timezone.now()
-    rows, texts = [], []
+    rows, found = [], []
+    classes: dict = {}
+
+    def label_key(raw: str | None) -> str | None:
+        if raw not in classes:
+            classes[raw] = label_class(json.loads(raw)) if raw else None
+        return classes[raw]
+
     items = (
         Item.objects.filter(project=project, archived_at__isnull=True)
         .exclude(status__in=(Status.FILTERED, Status.REJECTED))
-        .values_list("id", "text", "status", "version", "proposed_labels", "final_labels", "llm_confidence",
-                     "is_audit", "is_calibration", "claimed_by_id", "lease_expires_at", "review_count", *COHORT_FIELDS)
+        .annotate(proposed_raw=Cast("proposed_labels", TextField()), final_raw=Cast("final_labels", TextField()),
+                  labelling_job=KT("provenance__labelling__job"))
+        .values_list("id", "text" if texts else "id", "status", "version", "proposed_raw", "final_raw",
+                     "llm_confidence", "is_audit", "is_calibration", "claimed_by_id", "lease_expires_at",
+                     "review_count", "generation_job_id", "labelling_job")
         .order_by("id")
     )
+    cohorts: dict = {}
     for (pk, text, status, version, proposed, final, conf, is_audit, calibration, claimed, lease,
          reviews, job, labelling_job) in items.iterator(chunk_size=5000):
         held = claimed is not None and lease is not None and lease >= now
-        human = label_class(final) if status == Status.ACCEPTED else None
-        rows.append(_Row(id=pk, status=status, version=version, proposed=label_class(proposed), human=human,
-                         llm_confidence=conf, is_audit=is_audit, is_calibration=calibration,
-                         busy=held or reviews > 0, cohort=cohort_of(job, labelling_job)))
-        texts.append(text)
-    return rows, texts
+        human = label_key(final) if status == Status.ACCEPTED else None
+        key = (job, labelling_job)
+        if key not in cohorts:
+            cohorts[key] = cohort_of(job, labelling_job)
+        row = _Row(id=pk, status=status, version=version, proposed=label_key(proposed), human=human,
+                   llm_confidence=conf, is_audit=is_audit, is_calibration=calibration,
+                   busy=held or reviews > 0, cohort=cohorts[key])
+        rows.append(row)
+        if texts:
+            found.append(text)
+    return rows, found
 
 
-def _run(*, project: Project, scoring_round: ScoringRound) -> None:
-    project.refresh_from_db()  # the policy as it is now, not as the caller loaded it
-    rows, texts = _load_rows(project)
+def _texts(project: Project, rows: list[_Row]) -> list[str]:
+    """The texts of ``rows``, in their order (a row deleted meanwhile gets an empty text: it is skipped at writing)."""
+    texts = {}
+    ids = [r.id for r in rows]
+    for start in range(0, len(ids), 5000):
+        texts.update(Item.objects.filter(project=project, pk__in=ids[start:start + 5000])
+                     .values_list("id", "text").order_by())
+    return [texts.get(pk, "") for pk in ids]
+
+
+def _run(*, project: Project, scoring_round: ScoringRound, rows: list[_Row], texts: list[str]) -> None:
+    """A round in one process: train on every labelled row, score every row, route."""
     scores = None
     if rows:
         X = featurize(texts)
@@ -340,14 +403,24 @@ def _run(*, project: Project, scoring_round: ScoringRound) -> None:
             seed=scoring_round.model_version,
         )
     counts = _route(project=project, scoring_round=scoring_round, rows=rows, scores=scores)
+    round_record(project=project, scoring_round=scoring_round, rows=rows, scores=scores, counts=counts,
+                 training_size=sum(1 for r in rows if r.human is not None or r.proposed is not None),
+                 items_scored=len(rows) if scores is not None else 0)
+
+
+def round_record(*, project: Project, scoring_round: ScoringRound, rows: list[_Row], scores, counts: RoutingCounts,
+                 training_size: int, items_scored: int) -> None:
+    """Store the routing state and fill in the round's counts and metrics (saved by ``round_finish``). ``scores``:
+    the training set's (the rows' own in a one-process round)."""
     if counts.state:
         Project.objects.filter(pk=project.pk).update(routing_state=counts.state)
     reviewed = [r for r in rows if r.human is not None and r.proposed is not None]
-    scoring_round.training_size = sum(1 for r in rows if r.human is not None or r.proposed is not None)
+    scoring_round.training_size = training_size
     scoring_round.human_labels = sum(1 for r in rows if r.human is not None)
-    scoring_round.items_scored = len(rows) if scores is not None else 0
+    scoring_round.items_scored = items_scored
     scoring_round.metrics.update({
-        "features": "tfidf+embedding" if getattr(settings, "SELECTION_EMBEDDING_MODEL_PATH", "") else "tfidf",
+        "features": ("tfidf+embedding" if getattr(settings, "SELECTION_EMBEDDING_MODEL_PATH", "") else "tfidf")
+        + (" (hashed)" if settings.SELECTION_FEATURES == "hashing" and scoring_round.chunks else ""),
         "folds": scores.folds if scores else 0,
         "error_model": scores.error_model if scores else False,
         "cv_human_agreement": _rounded(scores.cv_human_agreement) if scores else None,
@@ -382,7 +455,11 @@ class _Plan:
     calibration: set = field(default_factory=set)  # flagged for the calibration sample (new draws included)
 
 
-def _route(*, project: Project, scoring_round: ScoringRound, rows: list[_Row], scores) -> RoutingCounts:
+def _route(*, project: Project, scoring_round: ScoringRound, rows: list[_Row], scores,
+           stored: bool = False) -> RoutingCounts:
+    """Plan and write. ``stored``: a chunked round, whose chunks wrote every open row's scores and the reason it would
+    have if it stayed where it is; only rows that move or whose flags or reason change are written here, with the
+    reason built from the scores the row stores (``scores`` then carries the ambiguity alone)."""
     counts = RoutingCounts()
     open_idx = np.array([i for i, r in enumerate(rows) if r.status in OPEN_STATUSES], dtype=int)
     if scores is None:
@@ -392,34 +469,49 @@ def _route(*, project: Project, scoring_round: ScoringRound, rows: list[_Row], s
     else:
         ambiguity = scores.ambiguity
         plan = _plan(project=project, rows=rows, ambiguity=ambiguity, open_idx=open_idx, counts=counts)
-    model_labels = scores.model_labels if scores else None
-    updates: list[tuple[_Row, dict, str | None]] = []
+    model_labels = scores.model_labels if scores and not stored else None
+    moves: list[tuple[int, str, dict]] = []
     for i in open_idx:
         row = rows[i]
         if scores is None and i not in plan.targets:
             continue  # nothing to score it with: left as it is
         target = plan.targets.get(i, row.status)
-        audit = i in plan.audits
         fields = {
-            "ambiguity": None if np.isnan(ambiguity[i]) else round(float(ambiguity[i]), 6),
-            "model_label": (model_labels[i] if model_labels else "")[:100],
-            "model_scores": _signals(scores, i, row) if scores else {},
-            "is_audit": audit or (row.is_audit and row.status == Status.NEEDS_REVIEW),
+            "is_audit": i in plan.audits or (row.is_audit and row.status == Status.NEEDS_REVIEW),
             "is_calibration": i in plan.calibration,
-            "scored_round": scoring_round.model_version,
         }
         if row.busy or (row.is_audit and row.status == Status.NEEDS_REVIEW):
             counts.held += target != row.status
             target = row.status  # a reviewer holds it, or it waits as an audit
+        if stored and (target == row.status and fields["is_audit"] == row.is_audit
+                       and fields["is_calibration"] == row.is_calibration and target != Status.PROPOSED
+                       and i not in plan.reasons):
+            counts.unchanged += 1
+            continue  # its chunk wrote its scores and this very reason
+        moves.append((int(i), target, fields))
+    quoted = {i for i, target, _ in moves if not (i in plan.reasons and not (
+        target == Status.NEEDS_REVIEW and plan.reasons[i].startswith("waiting")))}
+    views = _stored_views([rows[i].id for i, _, _ in moves if i in quoted]) if stored else {}
+    updates: list[tuple[_Row, dict, str | None]] = []
+    for i, target, fields in moves:
+        row = rows[i]
+        if not stored:
+            fields = {
+                "ambiguity": None if np.isnan(ambiguity[i]) else round(float(ambiguity[i]), 6),
+                "model_label": (model_labels[i] if model_labels else "")[:100],
+                "model_scores": score_signals(scores, i, row) if scores else {},
+                "scored_round": scoring_round.model_version,
+            } | fields
         if i in plan.reasons and not (target == Status.NEEDS_REVIEW and plan.reasons[i].startswith("waiting")):
             fields["route_reason"] = plan.reasons[i][:200]
         elif target == Status.PROPOSED and project.auto_accept_paused and row.proposed is not None:
             fields["route_reason"] = "auto-accept is paused; waiting for the lead's decision"
         else:
-            fields["route_reason"] = _reason(scores, i, row, audit=fields["is_audit"], to_review=target ==
-                                             Status.NEEDS_REVIEW)
+            view = views.get(row.id) if stored else (_view(scores, i) if scores else None)
+            fields["route_reason"] = route_reason(row, view, audit=fields["is_audit"],
+                                                  to_review=target == Status.NEEDS_REVIEW)
         updates.append((row, fields, target if target != row.status else None))
-    _write(project=project, updates=updates, counts=counts)
+    _write(project=project, updates=updates, counts=counts, changed_only=stored)
     if scores is not None:
         counts.state = _certify(project=project, state=counts.state) | {
             "version": scoring_round.model_version, "computed_at": timezone.now().isoformat()}
@@ -667,7 +759,7 @@ def _certify(*, project: Project, state: dict) -> dict:
     return state
 
 
-def _signals(scores, i: int, row: _Row) -> dict:
+def score_signals(scores, i: int, row: _Row) -> dict:
     """JSON-safe per-item signals for the "why routed" panel (4 decimals; missing ones left out)."""
     out = {
         "p_llm_wrong": scores.ambiguity[i],
@@ -686,7 +778,33 @@ def _signals(scores, i: int, row: _Row) -> dict:
     return signals
 
 
-def _reason(scores, i: int, row: _Row, *, audit: bool, to_review: bool) -> str:
+@dataclass(frozen=True, slots=True)
+class ScoreView:
+    """What a route reason quotes of an item's scores: the model's label, its probability, the ambiguity."""
+
+    model_label: str
+    p_model: float
+    ambiguity: float
+
+
+def _view(scores, i: int) -> ScoreView:
+    return ScoreView(scores.model_labels[i], float(scores.proba[i].max()), float(scores.ambiguity[i]))
+
+
+def _stored_views(wanted: list[int]) -> dict[int, ScoreView]:
+    """The stored scores of the rows a chunked round's routing writes (those that move, or whose flags or reason
+    change), read in batches: the model's probability lives in ``model_scores``."""
+    views = {}
+    for start in range(0, len(wanted), WRITE_BATCH):
+        for pk, label, signals, ambiguity in Item.objects.filter(pk__in=wanted[start:start + WRITE_BATCH]).values_list(
+                "id", "model_label", "model_scores", "ambiguity").order_by():
+            p = max((v for k, v in (signals or {}).items() if k.startswith("p(") and isinstance(v, (int, float))),
+                    default=0.0)
+            views[pk] = ScoreView(label or "", float(p), 1.0 if ambiguity is None else float(ambiguity))
+    return views
+
+
+def route_reason(row: _Row, view: ScoreView | None, *, audit: bool, to_review: bool) -> str:
     """Why the item went where it went, in an annotator's words, from this item's own signals (the raw numbers stay in
     ``model_scores``). ``ambiguity`` is the model's estimated chance that the LLM's label is wrong."""
     if row.proposed is None:
@@ -694,14 +812,14 @@ def _reason(scores, i: int, row: _Row, *, audit: bool, to_review: bool) -> str:
     llm = _shown_labels(row.proposed)
     if audit:
         return f"to review: audit sample, a random check of items that would be auto-accepted (LLM said '{llm}')"[:200]
-    if scores is None:
+    if view is None:
         return ""
-    model = _shown_labels(scores.model_labels[i])
-    if scores.model_labels[i] == row.proposed:
+    model = _shown_labels(view.model_label)
+    if view.model_label == row.proposed:
         verdict = f"LLM and model agree on '{llm}'"
     else:
-        verdict = f"model predicts '{model}' ({scores.proba[i].max():.2f}), LLM said '{llm}'"
-    detail = f"estimated chance the LLM is wrong {scores.ambiguity[i]:.2f}"
+        verdict = f"model predicts '{model}' ({view.p_model:.2f}), LLM said '{llm}'"
+    detail = f"estimated chance the LLM is wrong {view.ambiguity:.2f}"
     if row.llm_confidence is not None and row.llm_confidence < 0.6:
         detail += f"; the LLM's own confidence {row.llm_confidence:.2f}"
     return f"{'to review' if to_review else 'auto-accepted'}: {verdict}; {detail}"[:200]
@@ -711,36 +829,52 @@ def _shown_labels(key: str) -> str:
     return key.replace("|", " + ")
 
 
-def _write(*, project: Project, updates: list, counts: RoutingCounts) -> None:
+# Written only while nobody holds the row: a reviewer's save never waits on a round's batch.
+NOT_HELD = "({t}.claimed_by_id IS NULL OR {t}.lease_expires_at IS NULL OR {t}.lease_expires_at < %s)"
+
+
+def _write(*, project: Project, updates: list, counts: RoutingCounts, changed_only: bool = False) -> None:
+    """Write the round's updates in batches: moves through ``items_change`` (a Review row each), the rest (scores,
+    flags, reasons) with one statement per batch that leaves alone rows whose version moved since they were read
+    (reviewed or edited while the model trained) and rows a reviewer holds (they keep the last round's scores until
+    reviewed; bench/RESULTS.md, "Tail under contention"). ``changed_only`` (a chunked round's routing, which writes
+    flags and reasons only) also leaves alone rows that hold those values already; the rows it did not write count
+    as unchanged, those changed meanwhile among them."""
     now = timezone.now()
     for start in range(0, len(updates), WRITE_BATCH):
-        batch = {row.id: (row, fields, target) for row, fields, target in updates[start:start + WRITE_BATCH]}
-        scored: list[Item] = []
+        chunk = updates[start:start + WRITE_BATCH]
+        moves = {row.id: (row, fields, target) for row, fields, target in chunk if target is not None}
+        stays = [(row, fields) for row, fields, target in chunk if target is None]
+        kept: list[tuple[_Row, dict]] = []
 
         def decide(item: Item) -> ItemChange | None:
-            row, fields, target = batch[item.pk]
+            row, fields, target = moves[item.pk]
             if item.version != row.version:
                 return None  # reviewed or edited while the model trained: counted below
-            held = item.claimed_by_id is not None and item.lease_expires_at is not None and item.lease_expires_at >= now
-            if target is None or held or item.review_count > 0:
-                counts.held += target is not None
-                counts.unchanged += target is None
-                scored.append(Item(pk=item.pk, **fields))
+            if item.review_count > 0:
+                counts.held += 1
+                kept.append((row, fields))
                 return None
             _count(counts, row, target, fields["is_audit"])
             action = ReviewAction.ROUTE if target == Status.NEEDS_REVIEW else ReviewAction.AUTO_ACCEPT
             return ItemChange(action=action, to=target, fields=fields, note=fields["route_reason"])
 
-        # One transaction per batch: the rows stay locked from the version check to the last write.
+        # One transaction per batch: moved rows stay locked from the version check to the last write.
         with transaction.atomic():
-            # Items a reviewer holds are neither locked nor rescored: their save never waits on a round (they keep
-            # the last round's scores until reviewed; bench/RESULTS.md, "Tail under contention").
-            moved = items_change(project_id=project.pk, item_ids=batch, decide=decide, skip_held=True)
-            if scored:
-                rows_update(model=Item, objs=scored, fields=SCORE_FIELDS)
+            moved = items_change(project_id=project.pk, item_ids=moves, decide=decide, skip_held=True) if moves else []
+            written = sum(_write_fields(rows, now, changed_only) for rows in (kept, stays) if rows)
             items_apply_overlap(project=project,
                                 item_ids=[item.pk for item in moved if item.status == Status.NEEDS_REVIEW])
-        counts.skipped_changed += len(batch) - len(moved) - len(scored)  # changed or deleted meanwhile
+        stayed = len(stays) if changed_only else written - len(kept)
+        counts.unchanged += stayed
+        counts.skipped_changed += len(chunk) - len(moved) - len(kept) - stayed  # changed, held or deleted meanwhile
+
+
+def _write_fields(rows: list[tuple[_Row, dict]], now, changed_only: bool) -> int:
+    names = list(rows[0][1])
+    return rows_write(model=Item, fields=names, match=("version",), where=NOT_HELD, where_params=[now],
+                      changed_only=changed_only,
+                      rows=[(row.id, *(fields[name] for name in names), row.version) for row, fields in rows])
 
 
 def _count(counts: RoutingCounts, row: _Row, target: str, audit: bool) -> None:

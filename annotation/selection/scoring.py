@@ -209,6 +209,22 @@ def score(
     ``trainable_llm`` masks rows whose LLM label may be trained on (False for rejected items). Returns None when there
     are fewer than two classes or too few labelled rows to cross-validate. A bare matrix is taken as TF-IDF n-grams.
     """
+    fitted = fit(X, llm=llm, human=human, trainable_llm=trainable_llm, llm_confidence=llm_confidence, seed=seed)
+    return None if fitted is None else fitted[0]
+
+
+def fit(
+    X: Features | sparse.spmatrix,
+    *,
+    llm: list[str | None],
+    human: list[str | None],
+    trainable_llm: np.ndarray | None = None,
+    llm_confidence: np.ndarray | None = None,
+    seed: int = 0,
+) -> "tuple[Scores, Model] | None":
+    """``score``, and the ``Model`` that scores rows outside X the way ``score`` scores X's unlabelled rows (the
+    average of the fold committees and of the fold error models): a chunked round trains on a sample and hands the
+    model to the workers that score the rest."""
     X = X if isinstance(X, Features) else Features(X)
     n = X.shape[0]
     trainable_llm = np.ones(n, bool) if trainable_llm is None else trainable_llm
@@ -241,9 +257,12 @@ def score(
     kl = np.zeros(n)
     rest = np.flatnonzero(y < 0)
     rest_proba = np.zeros((len(rest), k))
+    fold_members = []
     for fit_idx, held_idx in splits:
         fit_rows, held_rows = train[fit_idx], train[held_idx]
-        committee = _committee(_fit_members(X[fit_rows], y[fit_rows], w[fit_rows], seed))
+        members = _fit_members(X[fit_rows], y[fit_rows], w[fit_rows], seed)
+        fold_members.append(members)
+        committee = _committee(members)
         proba[held_rows] = _full_proba(committee, X[held_rows], k)
         vote_ent[held_rows] = vote_entropy(committee, X[held_rows])
         kl[held_rows] = KL_max_disagreement(committee, X[held_rows])
@@ -270,16 +289,67 @@ def score(
     signals = _signal_matrix(p_llm, least, margin, ent, vote_ent, kl, llm_confidence, llm_idx, k)
     reviewed = has_llm & np.array([h is not None for h in human])
     wrong = np.array([h is not None and h != lab for h, lab in zip(human, llm)])
-    ambiguity, learned = _combine(signals, p_llm, llm_confidence, reviewed, wrong, seed)
+    ambiguity, error_models = _combine(signals, p_llm, llm_confidence, reviewed, wrong, seed)
     ambiguity[~has_llm] = 1.0
 
     humans = np.flatnonzero(np.array([h is not None for h in human]) & out_of_fold)
     agreement = float((proba[humans].argmax(axis=1) == y[humans]).mean()) if len(humans) else None
-    return Scores(
+    scores = Scores(
         labels=names, proba=proba, p_llm_label=p_llm, least_confident=least, margin=margin, entropy=ent,
-        vote_entropy=vote_ent, kl_max=kl, out_of_fold=out_of_fold, ambiguity=ambiguity, error_model=learned,
-        cv_human_agreement=agreement, folds=folds, suspect=suspect,
+        vote_entropy=vote_ent, kl_max=kl, out_of_fold=out_of_fold, ambiguity=ambiguity,
+        error_model=error_models is not None, cv_human_agreement=agreement, folds=folds, suspect=suspect,
     )
+    return scores, Model(labels=names, fold_members=fold_members, error_models=error_models)
+
+
+@dataclass
+class Model:
+    """What a round learned, for rows it did not train on: the fold committees' members and the fold error models.
+
+    ``score`` gives a row what ``fit`` gives the rows it did not train on (its unlabelled ones): the committees'
+    probabilities and disagreement averaged over the folds, the error model's averaged over its folds and pooled with
+    the cold-start rule. It is what a chunked round pickles into the database for the workers that score the chunks.
+    """
+
+    labels: list[str]
+    fold_members: list[list]
+    error_models: list | None
+
+    def score(self, X: Features | sparse.spmatrix, *, llm: list[str | None],
+              llm_confidence: np.ndarray | None = None) -> Scores:
+        """Scores of rows outside training. An LLM label the model never saw (a class absent from the training set)
+        is treated as no label: ambiguity 1, the item goes to people."""
+        X = X if isinstance(X, Features) else Features(X)
+        n, k, folds = X.shape[0], len(self.labels), len(self.fold_members)
+        llm_confidence = np.full(n, np.nan) if llm_confidence is None else np.asarray(llm_confidence, float)
+        proba, vote_ent, kl = np.zeros((n, k)), np.zeros(n), np.zeros(n)
+        for members in self.fold_members:
+            committee = _committee(members)
+            proba += _full_proba(committee, X, k) / folds
+            vote_ent += vote_entropy(committee, X) / folds
+            kl += KL_max_disagreement(committee, X) / folds
+        proba = np.clip(proba, 0.0, 1.0)
+        fixed = _FixedProba(proba)
+        rows = np.arange(n).reshape(-1, 1)
+        least = classifier_uncertainty(fixed, rows)
+        margin = classifier_margin(fixed, rows)
+        ent = classifier_entropy(fixed, rows)
+        index = {name: i for i, name in enumerate(self.labels)}
+        llm_idx = np.array([index.get(lab, -1) if lab is not None else -1 for lab in llm], dtype=int)
+        has_llm = llm_idx >= 0
+        p_llm = np.full(n, np.nan)
+        p_llm[has_llm] = proba[np.flatnonzero(has_llm), llm_idx[has_llm]]
+        ambiguity = _prior(p_llm, llm_confidence)
+        if self.error_models:
+            signals = _signal_matrix(p_llm, least, margin, ent, vote_ent, kl, llm_confidence, llm_idx, k)
+            learned = sum(model.predict_proba(signals)[:, 1] for model in self.error_models) / len(self.error_models)
+            ambiguity = 1.0 / (1.0 + np.exp(-(_logit(ambiguity) + _logit(learned)) / 2))
+        ambiguity[~has_llm] = 1.0
+        return Scores(
+            labels=self.labels, proba=proba, p_llm_label=p_llm, least_confident=least, margin=margin, entropy=ent,
+            vote_entropy=vote_ent, kl_max=kl, out_of_fold=np.zeros(n, bool), ambiguity=ambiguity,
+            error_model=bool(self.error_models), cv_human_agreement=None, folds=folds, suspect=np.zeros(n, bool),
+        )
 
 
 def suspect_llm_labels(X, y, w, train, human_mask, splits, k) -> np.ndarray:
@@ -350,18 +420,20 @@ def _signal_matrix(p_llm, least, margin, ent, vote_ent, kl, llm_conf, llm_idx, k
     return np.column_stack(columns)
 
 
-def _combine(signals, p_llm, llm_conf, reviewed, wrong, seed) -> tuple[np.ndarray, bool]:
-    """Ambiguity = P(LLM label wrong): learned from reviewed items once there are enough of both outcomes."""
+def _combine(signals, p_llm, llm_conf, reviewed, wrong, seed) -> tuple[np.ndarray, list | None]:
+    """Ambiguity = P(LLM label wrong): learned from reviewed items once there are enough of both outcomes; with the
+    fold error models (None before there are enough)."""
     n_wrong = int((reviewed & wrong).sum())
     n_right = int((reviewed & ~wrong).sum())
     if n_wrong >= MIN_ERROR_EXAMPLES and n_right >= MIN_ERROR_EXAMPLES:
-        learned = _cross_fitted_error_model(signals, reviewed, wrong, seed, folds=min(MAX_FOLDS, n_wrong, n_right))
+        learned, models = _cross_fitted_error_model(signals, reviewed, wrong, seed,
+                                                    folds=min(MAX_FOLDS, n_wrong, n_right))
         pooled = (_logit(_prior(p_llm, llm_conf)) + _logit(learned)) / 2
-        return 1.0 / (1.0 + np.exp(-pooled)), True
-    return _prior(p_llm, llm_conf), False
+        return 1.0 / (1.0 + np.exp(-pooled)), models
+    return _prior(p_llm, llm_conf), None
 
 
-def _cross_fitted_error_model(signals, reviewed, wrong, seed, *, folds: int) -> np.ndarray:
+def _cross_fitted_error_model(signals, reviewed, wrong, seed, *, folds: int) -> tuple[np.ndarray, list]:
     """P(LLM wrong) from the error model, cross-fitted: a reviewed item is scored by the models fitted without it.
 
     Scored in-sample, the model would push the reviewed items it got wrong up and the ones it got right down, so a
@@ -373,13 +445,15 @@ def _cross_fitted_error_model(signals, reviewed, wrong, seed, *, folds: int) -> 
     learned = np.zeros(len(signals))
     rest = np.flatnonzero(~reviewed)
     splits = StratifiedKFold(n_splits=max(2, folds), shuffle=True, random_state=seed).split(rows, target)
+    models = []
     for fit_idx, held_idx in splits:
         model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
         model.fit(signals[rows[fit_idx]], target[fit_idx])
+        models.append(model)
         learned[rows[held_idx]] = model.predict_proba(signals[rows[held_idx]])[:, 1]
         if len(rest):
             learned[rest] += model.predict_proba(signals[rest])[:, 1] / max(2, folds)
-    return learned
+    return learned, models
 
 
 def _prior(p_llm, llm_conf) -> np.ndarray:

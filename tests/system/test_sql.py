@@ -41,6 +41,22 @@ def test_rows_update_writes_the_named_fields_of_each_row_and_nothing_else(projec
     sql.rows_update(model=Item, objs=[], fields=["ambiguity"])  # nothing to write is not an error
 
 
+def test_rows_write_compares_match_columns_checks_the_condition_and_can_skip_unchanged_rows(project):
+    one, two, three = (make_item(project, text, status=Status.PROPOSED) for text in ("one", "two", "three"))
+    Item.objects.filter(pk=two.pk).update(version=two.version + 1)  # changed since it was read
+    rows = [(item.pk, "why " + item.text, {"p": 0.5}, item.version) for item in (one, two, three)]
+    written = sql.rows_write(model=Item, fields=["route_reason", "model_scores"], rows=rows, match=("version",),
+                             where="{t}.text <> %s", where_params=["three"])
+    assert written == 1
+    assert [Item.objects.get(pk=i.pk).route_reason for i in (one, two, three)] == ["why one", "", ""]
+    # Already holding the values: not written again, and not counted.
+    assert sql.rows_write(model=Item, fields=["route_reason", "model_scores"], rows=rows[:1], match=("version",),
+                          changed_only=True) == 0
+    assert sql.rows_write(model=Item, fields=["route_reason"], rows=[(one.pk, "why not", one.version)],
+                          match=("version",), changed_only=True) == 1
+    assert sql.rows_write(model=Item, fields=["ambiguity"], rows=[]) == 0
+
+
 def test_rows_insert_writes_rows_constants_and_defaults(project):
     rows = [
         {"text": "tab\there, newline\nthere, back\\slash, quote \" and 😀", "extra": {"k": ["\\N", None, 1.5]},

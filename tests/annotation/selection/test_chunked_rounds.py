@@ -1,0 +1,192 @@
+"""Chunked rounds (issue 19): a project above SELECTION_TRAIN_SIZE trains on a bounded sample, is scored in chunks any
+worker runs, and is routed once on this round's scores. Sizes are shrunk so that 120 items make five chunks."""
+from contextlib import contextmanager
+
+import pytest
+from django.db.models import Sum
+
+from annotation.models import Item, Project, Review, ReviewAction, ScoringChunk, ScoringModel, ScoringRound, Status
+from annotation.selection import chunks, selection_run_round, tasks
+from annotation.selection.rounds import OPEN_STATUSES
+from synthstudio.celery import app as celery_app
+from tests.support.factories import make_pool, review_with_gold
+
+
+@contextmanager
+def eager():
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def small_chunks(settings):
+    settings.SELECTION_TRAIN_SIZE = 40
+    settings.SELECTION_CHUNK_SIZE = 20
+
+
+def policy(project, **fields):
+    Project.objects.filter(pk=project.pk).update(**fields)
+    project.refresh_from_db()
+
+
+def open_items(project):
+    return Item.objects.filter(project=project, status__in=OPEN_STATUSES)
+
+
+def test_a_large_project_is_scored_in_chunks_each_open_item_once(project, small_chunks):
+    make_pool(project, n_per_class=60)
+    policy(project, target_accuracy=0.9, audit_rate=0.0)
+    scoring_round = selection_run_round(project=project)
+    assert scoring_round.state == ScoringRound.State.DONE and scoring_round.stage == ""
+    assert scoring_round.metrics["chunked"] and scoring_round.chunks >= 3
+    # Trained on the sample only: 40 drawn over two labels x one cohort, at least MIN_PER_STRATUM of each if there
+    # are that many; every open item scored by this round exactly once, by the training step or one chunk.
+    assert scoring_round.training_size < open_items(project).count()
+    assert set(open_items(project).values_list("scored_round", flat=True)) == {scoring_round.model_version}
+    assert scoring_round.items_scored == open_items(project).count() == 120
+    assert ScoringChunk.objects.filter(scoring_round=scoring_round).exclude(state="done").count() == 0
+    assert not ScoringModel.objects.exists()  # the stored model goes with the round's end
+    # Routed as a one-process round routes: the calibration sample first, nothing auto-accepted.
+    flagged = Item.objects.filter(project=project, is_calibration=True)
+    assert flagged.count() == 35 and set(flagged.values_list("status", flat=True)) == {Status.NEEDS_REVIEW}
+    assert not Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).exists()
+    assert Project.objects.get(pk=project.pk).routing_state["phase"] == "calibrating"
+    waiting = Item.objects.filter(project=project, status=Status.PROPOSED)
+    assert {i.route_reason for i in waiting} == {
+        "waiting: nothing is auto-accepted until the calibration sample is reviewed (0 of 35 done)"}
+    assert all(i.model_scores.get("p_llm_wrong") is not None for i in open_items(project).exclude(proposed_labels=[]))
+
+
+def test_after_calibration_a_chunked_round_auto_accepts_under_the_bound_with_a_review_row_each(
+        project, annotator, small_chunks):
+    make_pool(project, n_per_class=60)
+    policy(project, target_accuracy=0.9, audit_rate=0.0)
+    selection_run_round(project=project)
+    review_with_gold(project, annotator, Item.objects.filter(project=project, is_calibration=True))
+    scoring_round = selection_run_round(project=project)
+    assert scoring_round.metrics["chunked"]
+    auto = Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED)
+    assert auto.count() > 0
+    assert Review.objects.filter(project=project, action=ReviewAction.AUTO_ACCEPT).count() == auto.count()
+    assert all(i.route_reason.startswith("auto-accepted: ") for i in auto)
+    assert all(i.route_reason.startswith("to review: ") for i in Item.objects.filter(
+        project=project, status=Status.NEEDS_REVIEW))
+    state = Project.objects.get(pk=project.pk).routing_state
+    assert state["version"] == scoring_round.model_version and state["phase"] in ("not_yet", "reached")
+    # The round's counts add up: what moved, plus what stayed, is every open item.
+    routing = scoring_round.metrics["routing"]
+    assert routing["to_auto_accept"] == auto.count()
+
+
+def test_the_celery_task_fans_chunks_out_and_the_last_one_routes(project, small_chunks,
+                                                                 django_capture_on_commit_callbacks):
+    make_pool(project, n_per_class=60)
+    with eager(), django_capture_on_commit_callbacks(execute=True):
+        tasks.selection_round(project.pk, force=True)
+    scoring_round = ScoringRound.objects.get(project=project)
+    assert scoring_round.state == ScoringRound.State.DONE, scoring_round.error
+    assert scoring_round.metrics["chunked"] and scoring_round.items_scored == 120
+    assert Item.objects.filter(project=project, is_calibration=True).exists()
+
+
+def test_a_chunk_run_again_after_its_worker_died_writes_only_what_is_left(project, small_chunks,
+                                                                          django_capture_on_commit_callbacks):
+    make_pool(project, n_per_class=60)
+    with django_capture_on_commit_callbacks(execute=False):  # train only: the chunks are not sent
+        scoring_round = selection_run_round(project=project, fan_out=True)
+    assert scoring_round.state == ScoringRound.State.RUNNING and scoring_round.stage == ScoringRound.Stage.SCORE
+    first = ScoringChunk.objects.get(scoring_round=scoring_round, index=0)
+    # A run that died half-way: it claimed the chunk and wrote some of its rows.
+    featurizer, model, trained = chunks._model(scoring_round.pk)
+    rows, texts = chunks._chunk_rows(project_id=project.pk, first=first.first_id, last=first.last_id, trained=trained)
+    half = len(rows) // 2
+    scores = model.score(chunks.featurize(texts[:half], featurizer), llm=[r.proposed for r in rows[:half]])
+    assert chunks._write_scores(version=scoring_round.model_version, rows=rows[:half], scores=scores) == half
+    ScoringChunk.objects.filter(pk=first.pk).update(state=ScoringChunk.State.RUNNING, attempts=1)
+    # The broker hands it on: the second run scores the whole chunk again and writes the other half only.
+    assert chunks.chunk_run(round_id=scoring_round.pk, index=0, queue_route=False) == len(rows)
+    first.refresh_from_db()
+    assert (first.items_scored, first.items_written, first.attempts) == (len(rows), len(rows) - half, 2)
+    for index in range(1, scoring_round.chunks):
+        chunks.chunk_run(round_id=scoring_round.pk, index=index, queue_route=False)
+    assert chunks.chunk_run(round_id=scoring_round.pk, index=0, queue_route=False) is None  # done: nothing to do
+    finished = chunks.round_route(round_id=scoring_round.pk)
+    assert finished.state == ScoringRound.State.DONE
+    assert finished.items_scored == open_items(project).count() == 120
+    assert set(open_items(project).values_list("scored_round", flat=True)) == {scoring_round.model_version}
+
+
+def test_the_next_round_rewrites_only_the_rows_whose_shown_scores_change(project, annotator, small_chunks):
+    make_pool(project, n_per_class=60)
+    policy(project, target_accuracy=0.9, audit_rate=0.0)
+    first = selection_run_round(project=project)
+    assert first.metrics["rows_written"] == 120
+    second = selection_run_round(project=project)  # nothing new: the same sample, so the same scores
+    assert second.items_scored == 120 and second.metrics["rows_written"] == 0
+    shown = set(open_items(project).values_list("scored_round", flat=True))
+    assert shown == {first.model_version}  # what each row shows came from the round that last changed it
+
+
+def test_an_item_a_reviewer_holds_is_neither_rescored_nor_moved(project, annotator, small_chunks):
+    from annotation.queue import services as queue
+
+    items = make_pool(project, n_per_class=60)
+    policy(project, target_accuracy=0.9, audit_rate=0.0)
+    Item.objects.filter(pk=items[10].pk).update(status=Status.NEEDS_REVIEW)
+    claimed = queue.queue_claim(project=project, user=annotator)
+    before = Item.objects.get(pk=claimed.pk)
+    scoring_round = selection_run_round(project=project)
+    after = Item.objects.get(pk=claimed.pk)
+    assert after.scored_round != scoring_round.model_version and after.version == before.version
+    assert after.status == before.status and after.claimed_by_id == annotator.pk
+
+
+def test_no_second_round_starts_while_a_chunked_round_waits_on_its_chunks(project, small_chunks,
+                                                                          django_capture_on_commit_callbacks):
+    make_pool(project, n_per_class=60)
+    with django_capture_on_commit_callbacks(execute=False):
+        first = selection_run_round(project=project, fan_out=True)
+    assert first.state == ScoringRound.State.RUNNING
+    assert selection_run_round(project=project) is None
+
+
+def test_a_lost_chunk_is_sent_again_by_the_next_round_request(project, small_chunks, monkeypatch,
+                                                              django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    make_pool(project, n_per_class=60)
+    with django_capture_on_commit_callbacks(execute=False):
+        scoring_round = selection_run_round(project=project, fan_out=True)
+    ScoringChunk.objects.filter(scoring_round=scoring_round, index=1).update(
+        state=ScoringChunk.State.RUNNING, attempts=1, started_at=timezone.now() - timedelta(hours=1))
+    sent = []
+    monkeypatch.setattr(chunks, "_send", lambda round_id, indices: sent.append((round_id, list(indices))))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert chunks.round_resume(project_id=project.pk) == 1
+    assert sent == [(scoring_round.pk, [1])]
+    # Every chunk done, but the routing task lost with its worker: sent again once the last chunk is old enough.
+    for index in range(scoring_round.chunks):
+        chunks.chunk_run(round_id=scoring_round.pk, index=index, queue_route=False)
+    routed = []
+    monkeypatch.setattr(chunks, "_send_route", routed.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert chunks.round_resume(project_id=project.pk) == 0  # just finished: not lost
+        ScoringChunk.objects.filter(scoring_round=scoring_round).update(
+            finished_at=timezone.now() - timedelta(hours=1))
+        assert chunks.round_resume(project_id=project.pk) == 1
+    assert routed == [scoring_round.pk]
+    assert chunks.round_route(round_id=scoring_round.pk).state == ScoringRound.State.DONE
+
+
+def test_a_project_at_the_training_size_runs_in_one_process(project, settings):
+    settings.SELECTION_TRAIN_SIZE = 200
+    make_pool(project, n_per_class=60)
+    scoring_round = selection_run_round(project=project)
+    assert scoring_round.chunks == 0 and "chunked" not in scoring_round.metrics
+    assert not ScoringChunk.objects.exists()
