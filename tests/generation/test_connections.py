@@ -47,12 +47,16 @@ def probed(project, lead, server, **fields):
                       logprobs=True, n=True, token_cap_field="max_completion_tokens")),
     (("llama-cpp-python",), Capabilities(is_llm=True, needs_seeds=False,
                                          response_formats=("json_object_schema", "json_object", "none"),
-                                         logprobs=True, n=False, token_cap_field="max_tokens")),
+                                         logprobs=True, n=False, token_cap_field="max_tokens",
+                                         max_concurrency=1)),
     (("llama.cpp",), Capabilities(is_llm=True, needs_seeds=False, response_formats=RESPONSE_FORMATS,
                                   logprobs=True, n=False, token_cap_field="max_completion_tokens")),
 ], ids=["openai-like", "llama-cpp-python", "llama.cpp"])
 def test_the_probe_records_what_each_server_does(project, lead, llm_server, quirks, expected):
-    llm_server.configure(quirks=quirks)
+    # Each answer takes a quarter of a second, as a real model's would: long enough that the concurrency test reads
+    # the server (three answers together take ~1x or ~3x one alone) and not how busy this machine is (with instant
+    # answers, one request on a loaded machine crossed the "measurable" line and three crossed the serial ratio).
+    llm_server.configure(quirks=quirks, latency=0.25)
     _, profile = probed(project, lead, llm_server)
     assert capabilities_from(profile) == expected
     assert profile["seed"]["result"] == "honoured" and profile["requests"] <= 16
