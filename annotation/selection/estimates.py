@@ -126,6 +126,7 @@ class RoutingOverview:
     rounds: list
     running: bool
     reviews_since_last_round: int
+    stage: str = ""  # where a running chunked round is, in words
 
 
 def routing_overview(*, project: Project, rounds: int = 5) -> RoutingOverview:
@@ -134,13 +135,27 @@ def routing_overview(*, project: Project, rounds: int = 5) -> RoutingOverview:
     from annotation.selection.rounds import selection_reviews_since_last_round
 
     latest = list(ScoringRound.objects.filter(project=project).order_by("-id")[:rounds])
+    running = next((r for r in latest if r.state == ScoringRound.State.RUNNING), None)
     return RoutingOverview(
         project=project,
         estimate=accuracy_estimate(project=project),
         rounds=latest,
-        running=any(r.state == ScoringRound.State.RUNNING for r in latest),
+        running=running is not None,
         reviews_since_last_round=selection_reviews_since_last_round(project=project),
+        stage=_stage(running) if running is not None else "",
     )
+
+
+def _stage(scoring_round: ScoringRound) -> str:
+    """A chunked round's progress: training, chunks scored of all, routing (one count while chunks are scored)."""
+    if scoring_round.stage == ScoringRound.Stage.TRAIN:
+        return "training on its sample"
+    if scoring_round.stage == ScoringRound.Stage.SCORE:
+        done = scoring_round.chunk_rows.filter(state="done").count()
+        return f"scoring: {done} of {scoring_round.chunks} chunks done"
+    if scoring_round.stage == ScoringRound.Stage.ROUTE:
+        return "routing the project on its scores"
+    return ""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from contextlib import contextmanager
 
 import pytest
 from django.db.models import Sum
+from django.urls import reverse
 
 from annotation.models import Item, Project, Review, ReviewAction, ScoringChunk, ScoringModel, ScoringRound, Status
 from annotation.selection import chunks, selection_run_round, tasks
@@ -145,13 +146,17 @@ def test_an_item_a_reviewer_holds_is_neither_rescored_nor_moved(project, annotat
     assert after.status == before.status and after.claimed_by_id == annotator.pk
 
 
-def test_no_second_round_starts_while_a_chunked_round_waits_on_its_chunks(project, small_chunks,
+def test_no_second_round_starts_while_a_chunked_round_waits_on_its_chunks(project, small_chunks, client, lead,
                                                                           django_capture_on_commit_callbacks):
     make_pool(project, n_per_class=60)
     with django_capture_on_commit_callbacks(execute=False):
         first = selection_run_round(project=project, fan_out=True)
     assert first.state == ScoringRound.State.RUNNING
     assert selection_run_round(project=project) is None
+    chunks.chunk_run(round_id=first.pk, index=0, queue_route=False)
+    client.force_login(lead)
+    body = client.get(reverse("routing", args=[project.id])).content.decode()
+    assert f"A scoring round is running\n    (scoring: 1 of {first.chunks} chunks done)" in body
 
 
 def test_a_lost_chunk_is_sent_again_by_the_next_round_request(project, small_chunks, monkeypatch,
