@@ -513,7 +513,10 @@ def _route(*, project: Project, scoring_round: ScoringRound, rows: list[_Row], s
         updates.append((row, fields, target if target != row.status else None))
     _write(project=project, updates=updates, counts=counts, changed_only=stored)
     if scores is not None:
-        counts.state = _certify(project=project, state=counts.state) | {
+        # A chunked round's rows may show scores up to a step old (they are rewritten when they move by more): the
+        # certificate reads this round's own.
+        current = {r.id: float(a) for r, a in zip(rows, ambiguity) if not np.isnan(a)} if stored else None
+        counts.state = _certify(project=project, state=counts.state, current=current) | {
             "version": scoring_round.model_version, "computed_at": timezone.now().isoformat()}
     return counts
 
@@ -739,8 +742,9 @@ def _apply_cap(*, project: Project, rows: list[_Row], amb: np.ndarray, plan: _Pl
     return len(moves) > slots
 
 
-def _certify(*, project: Project, state: dict) -> dict:
-    """After routing: is the dataset, as it now stands, at the target with 95% confidence?"""
+def _certify(*, project: Project, state: dict, current: dict | None = None) -> dict:
+    """After routing: is the dataset, as it now stands, at the target with 95% confidence? ``current``: this round's
+    ambiguity by item id, where the rows may show an older one."""
     checks = state.pop("checks_seen")
     items = Item.objects.filter(project=project, archived_at__isnull=True)
     waiting = items.filter(status__in=(Status.PROPOSED, Status.NEEDS_REVIEW)).count()
@@ -748,10 +752,11 @@ def _certify(*, project: Project, state: dict) -> dict:
     if checks is None:
         return state
     accepted = items.filter(status=Status.ACCEPTED).count()
-    auto_rows = list(items.filter(status=Status.AUTO_ACCEPTED).values_list("ambiguity", *COHORT_FIELDS))
-    auto = np.array([1.0 if a is None else a for a, _, _ in auto_rows], dtype=float)
+    auto_rows = list(items.filter(status=Status.AUTO_ACCEPTED).values_list("id", "ambiguity", *COHORT_FIELDS))
+    current = current or {}
+    auto = np.array([current.get(pk, 1.0 if a is None else a) for pk, a, _, _ in auto_rows], dtype=float)
     estimate, lower = dataset_bound(checks=checks, auto_ambiguity=auto, human_kept=accepted,
-                                    cohorts=[cohort_of(job, labelling) for _, job, labelling in auto_rows])
+                                    cohorts=[cohort_of(job, labelling) for _, _, job, labelling in auto_rows])
     state.update(estimate=_rounded(estimate), lower_bound=_rounded(lower), auto_accepted=len(auto))
     if state.get("phase") not in ("unreliable", "calibrating"):
         reached = not waiting and lower is not None and lower >= project.target_accuracy
