@@ -160,6 +160,7 @@ def run_round(project, workers: list[subprocess.Popen]) -> dict:
             "items_scored": scoring_round.items_scored, "training_size": scoring_round.training_size,
             "scores_per_s": round(scoring_round.items_scored / seconds),
             "round_duration_s": round(scoring_round.duration_s, 1),
+            "rows_written": scoring_round.metrics.get("rows_written"),
             "moved": {k: v for k, v in scoring_round.metrics["routing"].items() if v}}
 
 
