@@ -1,5 +1,6 @@
-"""Helpers for tests that start real outside parts: a Celery worker process on the test database, waiting for what it
-does, a port check, and the rule that a missing browser or service skips a test here but fails it in CI."""
+"""Helpers for tests that start real outside parts: a Celery worker process on the test database, the broker a test
+sends to, its processes, waiting for what they do, a port check, and the rule that a missing browser or service skips
+a test here but fails it in CI."""
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from celery import Celery
 from django.db import connection
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,3 +89,52 @@ def stop_worker(proc: subprocess.Popen) -> str:
         proc.kill()
         out, _ = proc.communicate()
     return out or ""
+
+
+# The Redis database of the tests that kill workers (``Broker``): they share it, so they run one after the other.
+REDIS_URL = os.environ.get("REL_REDIS_URL", "redis://127.0.0.1:6379/8")
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its closing parenthesis.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+class Broker:
+    """Where the test sends a task and the environment a worker needs to consume it: Redis (``REDIS_URL``, a 2 s
+    visibility timeout) or kombu's filesystem transport in ``tmp_path``."""
+
+    def __init__(self, kind: str, tmp_path: Path):
+        self.kind = kind
+        if kind == "redis":
+            require(port_open("127.0.0.1", 6379), "Redis on 127.0.0.1:6379")
+            self.env = {"CELERY_BROKER_URL": REDIS_URL, "CELERY_RESULT_BACKEND": REDIS_URL,
+                        "CELERY_VISIBILITY_TIMEOUT": "2"}
+            self.url, self.options = REDIS_URL, {"visibility_timeout": 2}
+        else:
+            root = tmp_path / "broker"
+            for sub in ("queue", "processed", "control"):
+                (root / sub).mkdir(parents=True)
+            self.env = {"CELERY_BROKER_URL": "filesystem://", "CELERY_BROKER_DIR": str(root),
+                        "CELERY_RESULT_BACKEND": f"file://{tmp_path}"}
+            self.url = "filesystem://"
+            self.options = {"data_folder_in": str(root / "queue"), "data_folder_out": str(root / "queue"),
+                            "processed_folder": str(root / "processed"), "control_folder": str(root / "control")}
+
+    def send(self, name: str, *args, queue: str) -> None:
+        app = Celery("reliability-sender", set_as_current=False)
+        app.conf.broker_transport_options = self.options
+        # An explicit connection: Celery would otherwise take CELERY_BROKER_URL from this process's environment.
+        with app.connection_for_write(self.url) as broker_connection:
+            app.send_task(name, args=list(args), queue=queue, task_id=f"rel-{uuid.uuid4()}",
+                          connection=broker_connection)
+        app.close()

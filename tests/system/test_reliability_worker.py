@@ -17,72 +17,25 @@ import signal
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from celery import Celery
 
 from annotation.models import Item
 from generation import services
 from generation.models import GenerationBatch, GenerationJob, JobEvent, JobMode, JobStatus
 from tests.support.jobs import seed
 from tests.support.llm_server import LLMServer
-from tests.support.runtime import port_open, require, start_worker, stop_worker, wait_for, worker_env
+from tests.support.runtime import Broker, children_of, start_worker, stop_worker, wait_for, worker_env
 
 # Real workers, killed and restarted. The Redis cases share one database with a 2 s visibility timeout, and a worker
 # that starts restores every unacknowledged message older than that: run in parallel, one case's restart would hand
 # the other case's running task out again. One xdist worker runs them all, one after the other.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("redis-visibility-timeout")]
 
-REDIS_URL = os.environ.get("REL_REDIS_URL", "redis://127.0.0.1:6379/8")
 SEEDS = {
     "positive": ["A wonderful film with a brilliant cast.", "I loved every minute of this moving story."],
     "negative": ["A boring, dull mess with awful dialogue.", "I hated the plot and the acting was terrible."],
 }
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # "pid (comm) state ppid ...": comm may hold spaces, so split after its closing parenthesis.
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-class Broker:
-    """Where the test sends the task and the environment a worker needs to consume it."""
-
-    def __init__(self, kind: str, tmp_path: Path):
-        self.kind = kind
-        if kind == "redis":
-            require(port_open("127.0.0.1", 6379), "Redis on 127.0.0.1:6379")
-            self.env = {"CELERY_BROKER_URL": REDIS_URL, "CELERY_RESULT_BACKEND": REDIS_URL,
-                        "CELERY_VISIBILITY_TIMEOUT": "2"}
-            self.url, self.options = REDIS_URL, {"visibility_timeout": 2}
-        else:
-            root = tmp_path / "broker"
-            for sub in ("queue", "processed", "control"):
-                (root / sub).mkdir(parents=True)
-            self.env = {"CELERY_BROKER_URL": "filesystem://", "CELERY_BROKER_DIR": str(root),
-                        "CELERY_RESULT_BACKEND": f"file://{tmp_path}"}
-            self.url = "filesystem://"
-            self.options = {"data_folder_in": str(root / "queue"), "data_folder_out": str(root / "queue"),
-                            "processed_folder": str(root / "processed"), "control_folder": str(root / "control")}
-
-    def send(self, *, job_id: int, queue: str) -> None:
-        app = Celery("reliability-sender", set_as_current=False)
-        app.conf.broker_transport_options = self.options
-        # An explicit connection: Celery would otherwise take CELERY_BROKER_URL from this process's environment.
-        with app.connection_for_write(self.url) as connection:
-            app.send_task("generation.job_run", args=[job_id], queue=queue, task_id=f"rel-{uuid.uuid4()}",
-                          connection=connection)
-        app.close()
 
 
 @pytest.fixture
@@ -116,7 +69,7 @@ def test_a_job_finishes_after_its_worker_is_killed(seeded, lead, tmp_path, broke
         worker = start_worker(queue=queue, env=env, concurrency=1, pool=pool)
         second = None
         try:
-            broker.send(job_id=job.id, queue=queue)
+            broker.send("generation.job_run", job.id, queue=queue)
             wait_for(lambda: first_batches_or_end(job.id), what="the first batches", interval=0.1)
             victim = worker.pid if killed == "whole worker" else children_of(worker.pid)[0]
             os.kill(victim, signal.SIGKILL)
