@@ -3,7 +3,6 @@ worker runs, and is routed once on this round's scores. Sizes are shrunk so that
 from contextlib import contextmanager
 
 import pytest
-from django.db.models import Sum
 from django.urls import reverse
 
 from annotation.models import Item, Project, Review, ReviewAction, ScoringChunk, ScoringModel, ScoringRound, Status
