@@ -11,12 +11,12 @@ tasks one after the other:
    get their out-of-fold scores at once. The model (``scoring.Model`` with its featurizer) is pickled into a
    ``ScoringModel`` row, not into the task messages; the open items outside the training set are cut by id into
    ``ScoringChunk`` rows of ``SELECTION_CHUNK_SIZE``.
-2. **score** (``chunk_run``, one task per chunk, sent as a Celery group): a chunk reads its items by id range, scores
-   the ones this round has not scored yet with the fold-averaged model, and writes their scores and the reason they
-   would keep if they stay where they are, one ``UPDATE ... FROM VALUES`` per batch, skipping items a reviewer holds
-   and items that left the open statuses. Each written row gets ``scored_round`` = the round's version in the same
-   statement, which also only writes rows not yet at that version: a chunk run twice (its worker died, the broker
-   redelivered it, a retry) scores what is left, so every item is scored once. Tasks are acknowledged late and
+2. **score** (``chunk_run``, one task per chunk, sent as a Celery group): a chunk reads its items by id range (the
+   training set's left out), scores them all with the fold-averaged model, keeps the scores in its chunk row for
+   routing, and writes only the rows whose shown scores change (``_write_scores``), a batch per statement, skipping
+   items a reviewer holds and items that left the open statuses. A chunk run twice (its worker died, the broker
+   redelivered it, a retry) computes the same scores and writes what the first run did not, so every item is scored
+   once per round. Tasks are acknowledged late and
    requeued when their worker is lost; a chunk that raises is retried alone.
 3. **route** (``round_route``): the last chunk to finish (counted under the round row's lock, so two chunks finishing
    at once cannot both miss it) queues one routing task. It plans on the scores of this round, exactly as a
@@ -127,8 +127,8 @@ def round_train(*, project: Project, scoring_round: ScoringRound, rows: list[_Ro
 def training_sample(rows: list[_Row], *, size: int, seed: int) -> list[int]:
     """Indices of the training set, in id order: every row a person decided, and ``size`` of the other LLM-labelled
     rows, drawn per stratum (cohort x LLM label) in proportion to it, at least ``MIN_PER_STRATUM`` of each (a quarter
-    of ``size`` shared out, when that is fewer), so a rare label is still learned; with a generator seeded by the
-    round."""
+    of ``size`` shared out, when that is fewer), so a rare label is still learned; with a generator seeded by
+    ``seed`` (the project's id: the same sample round after round)."""
     rng = np.random.default_rng(seed)
     humans = [i for i, r in enumerate(rows) if r.human is not None]
     strata: dict[tuple, list[int]] = {}
@@ -350,6 +350,7 @@ def round_route(*, round_id: int) -> ScoringRound | None:
         round_fail(scoring_round=scoring_round, exc=exc)
         raise
     ScoringModel.objects.filter(scoring_round=round_id).delete()
+    ScoringChunk.objects.filter(scoring_round=round_id).update(scores=None)  # read by routing only
     _MODEL_CACHE.pop(round_id, None)
     return round_finish(project=project, scoring_round=scoring_round)
 

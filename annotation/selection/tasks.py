@@ -30,8 +30,8 @@ def selection_round(project_id: int, force: bool = False) -> int | None:
              autoretry_for=(Exception,), retry_backoff=2, max_retries=3)
 def selection_score_chunk(round_id: int, index: int) -> int | None:
     """Score one chunk of a chunked round (``annotation/selection/chunks.py``). Acknowledged once done and handed to
-    another worker if its own is lost; retried alone if it raises (a second run scores only what the first left). The
-    last chunk queues ``selection_route``."""
+    another worker if its own is lost; retried alone if it raises (a second run computes the same scores and writes
+    only what the first did not). The last chunk queues ``selection_route``."""
     try:
         return chunks.chunk_run(round_id=round_id, index=index)
     except Exception as exc:
