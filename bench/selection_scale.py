@@ -130,6 +130,8 @@ def review_calibration(project, user) -> int:
 
 
 def run_round(project, workers: list[subprocess.Popen]) -> dict:
+    from django.db.models import Max, Min
+
     from annotation.models import ScoringChunk, ScoringRound
     from annotation.selection import selection_run_round
     from annotation.selection.tasks import selection_round
@@ -155,11 +157,18 @@ def run_round(project, workers: list[subprocess.Popen]) -> dict:
     if scoring_round.state != ScoringRound.State.DONE:
         raise SystemExit(f"round failed: {scoring_round.error}")
     chunk_rows = ScoringChunk.objects.filter(scoring_round=scoring_round)
+    phases = {}
+    span = chunk_rows.aggregate(first=Min("started_at"), last=Max("finished_at"))
+    if span["first"] is not None:
+        # Train: the claim to the first chunk's start (includes the fan-out); route: the last chunk to the round's end.
+        phases = {"train_s": round((span["first"] - scoring_round.started_at).total_seconds(), 1),
+                  "chunks_s": round((span["last"] - span["first"]).total_seconds(), 1),
+                  "route_s": round((scoring_round.finished_at - span["last"]).total_seconds(), 1)}
     return {"seconds": round(seconds, 1), "peak_rss_mb": rss.mb(), "chunks": scoring_round.chunks,
             "chunk_attempts": sum(chunk_rows.values_list("attempts", flat=True)),
             "items_scored": scoring_round.items_scored, "training_size": scoring_round.training_size,
             "scores_per_s": round(scoring_round.items_scored / seconds),
-            "round_duration_s": round(scoring_round.duration_s, 1),
+            "round_duration_s": round(scoring_round.duration_s, 1), "phases": phases,
             "rows_written": scoring_round.metrics.get("rows_written"),
             "moved": {k: v for k, v in scoring_round.metrics["routing"].items() if v}}
 
