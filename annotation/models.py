@@ -431,8 +431,10 @@ class ScoringRound(models.Model):
 
     A small project's round runs in one task. A large one (``annotation/selection/chunks.py``) goes through stages:
     ``train`` (a bounded training set, the model stored as a ``ScoringModel``), ``score`` (its ``ScoringChunk`` rows
-    scored by any workers), ``route`` (one task routes the project on the scores of this round); ``stage`` is empty
-    when no stage is running."""
+    scored by any workers), ``route`` (scored; waiting for its routing task), ``routing`` (one task, which claimed
+    the step, routes the project on the scores of this round); ``stage`` is empty when no stage is running.
+    ``progress_at`` is the last sign of life: the claim, each stage's start, each chunk done. A round without one for
+    ``ROUND_STALE_AFTER`` is taken for dead."""
 
     class State(models.TextChoices):
         RUNNING = "running", "Running"
@@ -443,7 +445,8 @@ class ScoringRound(models.Model):
         NONE = "", "-"
         TRAIN = "train", "Training"
         SCORE = "score", "Scoring chunks"
-        ROUTE = "route", "Routing"
+        ROUTE = "route", "Waiting to route"
+        ROUTING = "routing", "Routing"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="scoring_rounds")
     model_version = models.PositiveIntegerField()
@@ -456,6 +459,7 @@ class ScoringRound(models.Model):
     metrics = models.JSONField(default=dict, blank=True, help_text="cross-validated agreement, routing counts...")
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
+    progress_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_s = models.FloatField(null=True, blank=True)
 

@@ -25,8 +25,10 @@ tasks one after the other:
    round. So routing is one decision on one model version, never a mix of two rounds' scores.
 
 Two rounds never interleave: the round stays ``running`` from its claim to its routing, and ``_claim_round`` refuses
-a second one meanwhile. A chunk whose run died stays ``running``; a round request made while the round waits on it
-sends the chunks again that have not finished within ``CHUNK_STALE_AFTER`` (``round_resume``).
+a second one meanwhile. Each claim, stage and finished chunk stamps ``ScoringRound.progress_at``. A chunk whose run
+died stays ``running``; a round request made while the round has not moved for ``CHUNK_STALE_AFTER`` sends again
+every chunk not done, or the routing task (``round_resume``); a round silent for ``ROUND_STALE_AFTER`` is failed by
+the next claim (``rounds._claim_round``), its stored model dropped.
 """
 import io
 import logging
@@ -36,7 +38,7 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from annotation.models import Item, Project, ScoringChunk, ScoringModel, ScoringRound, Status
@@ -66,6 +68,8 @@ MIN_PER_STRATUM = 50
 # A row's shown ambiguity is rewritten when it moves by this much (or its reason or model label changes).
 SHOWN_STEP = 0.005
 CHUNK_STALE_AFTER = timedelta(minutes=10)
+# A routing step claimed this long ago without finishing is taken for dead (routing 1M items takes about a minute).
+ROUTE_STALE_AFTER = timedelta(minutes=30)
 CHUNK_FIELDS = ["ambiguity", "model_label", "model_scores", "route_reason", "scored_round"]
 
 
@@ -81,7 +85,7 @@ class _Stored:
 def round_train(*, project: Project, scoring_round: ScoringRound, rows: list[_Row]) -> bool:
     """Train on the bounded set, score its open items, store the model and cut the rest into chunks. False when there
     is too little to train on: the round was then routed as such a round is (nothing scored) and is ready to finish."""
-    ScoringRound.objects.filter(pk=scoring_round.pk).update(stage=ScoringRound.Stage.TRAIN)
+    ScoringRound.objects.filter(pk=scoring_round.pk).update(stage=ScoringRound.Stage.TRAIN, progress_at=timezone.now())
     # The sample's and the folds' seed is the project's: rounds train on the same items plus the new decisions, so an
     # item's scores move between rounds only as much as the new decisions move them, and few rows need writing
     # (``_write_scores``).
@@ -120,7 +124,9 @@ def round_train(*, project: Project, scoring_round: ScoringRound, rows: list[_Ro
         scoring_round.training_size = len(train_rows)
         scoring_round.metrics.update(_training_metrics(scores, train_rows) | {"written_by_training": written})
         scoring_round.stage = ScoringRound.Stage.SCORE if bounds else ScoringRound.Stage.ROUTE
-        scoring_round.save(update_fields=["chunks", "training_size", "items_scored", "metrics", "stage"])
+        scoring_round.progress_at = timezone.now()
+        scoring_round.save(update_fields=["chunks", "training_size", "items_scored", "metrics", "stage",
+                                          "progress_at"])
     return True
 
 
@@ -241,7 +247,9 @@ def chunk_run(*, round_id: int, index: int, queue_route: bool = True) -> int | N
             state=ScoringChunk.State.DONE, finished_at=timezone.now(), items_scored=len(rows),
             items_written=F("items_written") + written, scores=_packed([r.id for r in rows], ambiguity))
         left = ScoringChunk.objects.filter(scoring_round=round_id).exclude(state=ScoringChunk.State.DONE).exists()
-        last = not left and live.update(stage=ScoringRound.Stage.ROUTE)
+        last = not left and live.update(stage=ScoringRound.Stage.ROUTE, progress_at=timezone.now())
+        if not last:
+            ScoringRound.objects.filter(pk=round_id).update(progress_at=timezone.now())
         if last and queue_route:
             transaction.on_commit(lambda: _send_route(round_id))
     return len(rows)
@@ -316,11 +324,18 @@ _FREE = "{t}.status IN (" + ", ".join(f"'{status}'" for status in OPEN_STATUSES)
 # --- route --------------------------------------------------------------------------------------------------------
 
 def round_route(*, round_id: int) -> ScoringRound | None:
-    """Route the project on this round's scores, record and finish the round; None if the round is not at routing."""
-    scoring_round = ScoringRound.objects.filter(pk=round_id, state=ScoringRound.State.RUNNING,
-                                                stage=ScoringRound.Stage.ROUTE).first()
-    if scoring_round is None:
+    """Route the project on this round's scores, record and finish the round; None if the round is not waiting to
+    route. The step is claimed first (``route`` -> ``routing``, one conditional UPDATE), so a routing task sent twice
+    (``round_resume``, a broker's redelivery) routes once; a claim older than ``ROUTE_STALE_AFTER`` (its worker died)
+    may be taken over."""
+    now = timezone.now()
+    waiting = Q(stage=ScoringRound.Stage.ROUTE) | Q(stage=ScoringRound.Stage.ROUTING,
+                                                    progress_at__lt=now - ROUTE_STALE_AFTER)
+    claimed = ScoringRound.objects.filter(waiting, pk=round_id, state=ScoringRound.State.RUNNING).update(
+        stage=ScoringRound.Stage.ROUTING, progress_at=now)
+    if not claimed:
         return None
+    scoring_round = ScoringRound.objects.get(pk=round_id)
     project = Project.objects.get(pk=scoring_round.project_id)
     try:
         rows, _ = _load_rows(project, texts=False)
@@ -358,28 +373,28 @@ def round_route(*, round_id: int) -> ScoringRound | None:
 # --- recovery -----------------------------------------------------------------------------------------------------
 
 def round_resume(*, project_id: int) -> int:
-    """Send again the chunks of the project's running round that did not finish within ``CHUNK_STALE_AFTER`` (their
-    worker died and the broker did not hand them on), or its routing when that has not finished that long after the
-    last chunk; how many tasks were sent. ``round_route`` and ``chunk_run`` do nothing when their step is done, so a
-    task sent twice costs one read."""
+    """Send again what the project's running round waits on when nothing has moved for ``CHUNK_STALE_AFTER`` (no
+    chunk finished, no stage began): its unfinished chunks, pending or running (their messages or workers were lost),
+    or its routing task (never picked up, or its claim older than ``ROUTE_STALE_AFTER``); how many tasks were sent.
+    ``chunk_run`` and ``round_route`` do nothing when their step is done, and routing is claimed once, so a task sent
+    twice costs one read (a chunk still running elsewhere is scored twice, with the same scores)."""
     scoring_round = ScoringRound.objects.filter(project_id=project_id, state=ScoringRound.State.RUNNING).first()
     if scoring_round is None:
         return 0
-    stale = timezone.now() - CHUNK_STALE_AFTER
-    if scoring_round.stage == ScoringRound.Stage.SCORE:
-        chunks = ScoringChunk.objects.filter(scoring_round=scoring_round).exclude(state=ScoringChunk.State.DONE)
-        late = list(chunks.filter(state=ScoringChunk.State.RUNNING, started_at__lt=stale).values_list("index",
-                                                                                                      flat=True))
+    now = timezone.now()
+    quiet = now - (scoring_round.progress_at or scoring_round.started_at)
+    if scoring_round.stage == ScoringRound.Stage.SCORE and quiet > CHUNK_STALE_AFTER:
+        late = list(ScoringChunk.objects.filter(scoring_round=scoring_round).exclude(state=ScoringChunk.State.DONE)
+                    .values_list("index", flat=True))
         if late:
             log.warning("Round %s: chunks %s stopped reporting; sent again.", scoring_round.pk, late)
             transaction.on_commit(lambda: _send(scoring_round.pk, late))
         return len(late)
-    if scoring_round.stage == ScoringRound.Stage.ROUTE and scoring_round.chunks:
-        ended = ScoringChunk.objects.filter(scoring_round=scoring_round).aggregate(m=Max("finished_at"))["m"]
-        if ended is not None and ended < stale:
-            log.warning("Round %s: its routing stopped reporting; sent again.", scoring_round.pk)
-            transaction.on_commit(lambda: _send_route(scoring_round.pk))
-            return 1
+    lost = {ScoringRound.Stage.ROUTE: CHUNK_STALE_AFTER, ScoringRound.Stage.ROUTING: ROUTE_STALE_AFTER}
+    if scoring_round.stage in lost and quiet > lost[scoring_round.stage]:
+        log.warning("Round %s: its routing stopped reporting; sent again.", scoring_round.pk)
+        transaction.on_commit(lambda: _send_route(scoring_round.pk))
+        return 1
     return 0
 
 

@@ -154,6 +154,8 @@ def _stage(scoring_round: ScoringRound) -> str:
         done = scoring_round.chunk_rows.filter(state="done").count()
         return f"scoring: {done} of {scoring_round.chunks} chunks done"
     if scoring_round.stage == ScoringRound.Stage.ROUTE:
+        return "scored; waiting for a worker to route the project"
+    if scoring_round.stage == ScoringRound.Stage.ROUTING:
         return "routing the project on its scores"
     return ""
 

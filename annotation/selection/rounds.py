@@ -2,8 +2,8 @@
 
 One round per project at a time: a round is claimed inside a transaction that locks the project row (PostgreSQL) or
 holds SQLite's write lock (IMMEDIATE transactions), checks that no round is running and creates the ``ScoringRound``
-row. A round that has been running longer than ``ROUND_STALE_AFTER`` is taken for dead (its worker was killed) and
-marked failed.
+row. A round that gave no sign of life for ``ROUND_STALE_AFTER`` (``ScoringRound.progress_at``) is taken for dead (its
+worker was killed) and marked failed, its stored model dropped.
 
 Routing, for each item that is not final (proposed, needs_review, auto_accepted), in three phases that
 ``calibration`` computes the numbers for (read its docstring) and ``Project.routing_state`` records for the pages:
@@ -49,7 +49,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, Max, OuterRef, Q, Subquery, TextField
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from annotation.errors import ServiceError
@@ -182,10 +182,15 @@ def selection_run_round(*, project: Project, trigger: str = "manual", fan_out: b
     return round_finish(project=project, scoring_round=scoring_round)
 
 
+class RoundLost(Exception):
+    """A round that stopped reporting: its worker was lost."""
+
+
 def round_fail(*, scoring_round: ScoringRound, exc: BaseException) -> None:
     """Record the round as failed, with the error, and drop its stored model."""
+    error = str(exc) if isinstance(exc, RoundLost) else f"{type(exc).__name__}: {exc}"
     ScoringRound.objects.filter(pk=scoring_round.pk).update(
-        state=ScoringRound.State.FAILED, stage=ScoringRound.Stage.NONE, error=f"{type(exc).__name__}: {exc}"[:2000],
+        state=ScoringRound.State.FAILED, stage=ScoringRound.Stage.NONE, error=error[:2000],
         finished_at=timezone.now(), duration_s=(timezone.now() - scoring_round.started_at).total_seconds(),
     )
     from annotation.models import ScoringModel
@@ -233,16 +238,19 @@ def _claim_round(*, project: Project, trigger: str) -> ScoringRound | None:
         # database's write lock here.
         Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True).first()
         rounds = ScoringRound.objects.filter(project=project)
-        rounds.filter(state=ScoringRound.State.RUNNING, started_at__lt=now - ROUND_STALE_AFTER).update(
-            state=ScoringRound.State.FAILED, error="The round stopped reporting (worker lost); marked failed."
-        )
+        # A round is dead when it gave no sign of life (claim, stage, chunk done) for ROUND_STALE_AFTER: a chunked
+        # round working through its chunks stays alive however long it runs.
+        for dead in rounds.filter(state=ScoringRound.State.RUNNING).annotate(
+                alive_at=Coalesce("progress_at", "started_at")).filter(alive_at__lt=now - ROUND_STALE_AFTER):
+            round_fail(scoring_round=dead, exc=RoundLost("The round stopped reporting (worker lost); marked failed."))
         if rounds.filter(state=ScoringRound.State.RUNNING).exists():
             return None
         Project.objects.filter(pk=project.pk).update(round_requested_at=None)
         version = (rounds.aggregate(v=Max("model_version"))["v"] or 0) + 1
         last_review_id = Review.objects.filter(project=project).aggregate(m=Max("id"))["m"] or 0
         return ScoringRound.objects.create(
-            project=project, model_version=version, metrics={"trigger": trigger, "last_review_id": last_review_id}
+            project=project, model_version=version, progress_at=now,
+            metrics={"trigger": trigger, "last_review_id": last_review_id},
         )
 
 

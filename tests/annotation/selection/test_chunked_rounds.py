@@ -158,34 +158,100 @@ def test_no_second_round_starts_while_a_chunked_round_waits_on_its_chunks(projec
     assert f"A scoring round is running\n    (scoring: 1 of {first.chunks} chunks done)" in body
 
 
-def test_a_lost_chunk_is_sent_again_by_the_next_round_request(project, small_chunks, monkeypatch,
-                                                              django_capture_on_commit_callbacks):
-    from datetime import timedelta
-
+def quiet_for(scoring_round, delta):
+    """The round's last sign of life ``delta`` ago."""
     from django.utils import timezone
 
+    ScoringRound.objects.filter(pk=scoring_round.pk).update(progress_at=timezone.now() - delta)
+
+
+def test_lost_chunks_pending_or_running_are_sent_again_once_the_round_is_quiet(project, small_chunks, monkeypatch,
+                                                                              django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
     make_pool(project, n_per_class=60)
-    with django_capture_on_commit_callbacks(execute=False):
+    with django_capture_on_commit_callbacks(execute=False):  # the group's message is lost: every chunk pending
         scoring_round = selection_run_round(project=project, fan_out=True)
-    ScoringChunk.objects.filter(scoring_round=scoring_round, index=1).update(
-        state=ScoringChunk.State.RUNNING, attempts=1, started_at=timezone.now() - timedelta(hours=1))
+    chunks.chunk_run(round_id=scoring_round.pk, index=0, queue_route=False)
+    ScoringChunk.objects.filter(scoring_round=scoring_round, index=1).update(state=ScoringChunk.State.RUNNING,
+                                                                             attempts=1)
     sent = []
     monkeypatch.setattr(chunks, "_send", lambda round_id, indices: sent.append((round_id, list(indices))))
     with django_capture_on_commit_callbacks(execute=True):
-        assert chunks.round_resume(project_id=project.pk) == 1
-    assert sent == [(scoring_round.pk, [1])]
-    # Every chunk done, but the routing task lost with its worker: sent again once the last chunk is old enough.
-    for index in range(scoring_round.chunks):
+        assert chunks.round_resume(project_id=project.pk) == 0  # a chunk just finished: the round is alive
+        quiet_for(scoring_round, chunks.CHUNK_STALE_AFTER + timedelta(seconds=1))
+        assert chunks.round_resume(project_id=project.pk) == scoring_round.chunks - 1
+    assert sent == [(scoring_round.pk, list(range(1, scoring_round.chunks)))]
+    # Every chunk done, but the routing task lost: sent again once the round has been quiet long enough.
+    for index in range(1, scoring_round.chunks):
         chunks.chunk_run(round_id=scoring_round.pk, index=index, queue_route=False)
     routed = []
     monkeypatch.setattr(chunks, "_send_route", routed.append)
     with django_capture_on_commit_callbacks(execute=True):
         assert chunks.round_resume(project_id=project.pk) == 0  # just finished: not lost
-        ScoringChunk.objects.filter(scoring_round=scoring_round).update(
-            finished_at=timezone.now() - timedelta(hours=1))
+        quiet_for(scoring_round, chunks.CHUNK_STALE_AFTER + timedelta(seconds=1))
         assert chunks.round_resume(project_id=project.pk) == 1
     assert routed == [scoring_round.pk]
     assert chunks.round_route(round_id=scoring_round.pk).state == ScoringRound.State.DONE
+
+
+def test_routing_is_claimed_once_and_a_dead_claim_is_taken_over(project, small_chunks,
+                                                                django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    make_pool(project, n_per_class=60)
+    with django_capture_on_commit_callbacks(execute=False):
+        scoring_round = selection_run_round(project=project, fan_out=True)
+    for index in range(scoring_round.chunks):
+        chunks.chunk_run(round_id=scoring_round.pk, index=index, queue_route=False)
+    # A routing task claimed the step and died half-way (or is still at work): a second one sent meanwhile does
+    # nothing, and round_resume does not send one while the claim is fresh.
+    claimed = ScoringRound.objects.filter(pk=scoring_round.pk, stage=ScoringRound.Stage.ROUTE).update(
+        stage=ScoringRound.Stage.ROUTING)
+    assert claimed == 1
+    assert chunks.round_route(round_id=scoring_round.pk) is None
+    quiet_for(scoring_round, chunks.CHUNK_STALE_AFTER + timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        assert chunks.round_resume(project_id=project.pk) == 0
+    assert not sent
+    assert chunks.round_route(round_id=scoring_round.pk) is None
+    # Past ROUTE_STALE_AFTER the claim is taken for dead: the next routing task takes it over and finishes the round.
+    quiet_for(scoring_round, chunks.ROUTE_STALE_AFTER + timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        assert chunks.round_resume(project_id=project.pk) == 1
+    assert len(sent) == 1
+    assert chunks.round_route(round_id=scoring_round.pk).state == ScoringRound.State.DONE
+    assert chunks.round_route(round_id=scoring_round.pk) is None
+    assert set(open_items(project).values_list("scored_round", flat=True)) == {scoring_round.model_version}
+
+
+def test_a_long_round_that_reports_is_kept_and_a_silent_one_is_failed_with_its_model_dropped(
+        project, small_chunks, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from annotation.selection.rounds import ROUND_STALE_AFTER
+
+    make_pool(project, n_per_class=60)
+    with django_capture_on_commit_callbacks(execute=False):
+        scoring_round = selection_run_round(project=project, fan_out=True)
+    # Started two hours ago, a chunk done a minute ago: alive, and no second round starts.
+    ScoringRound.objects.filter(pk=scoring_round.pk).update(started_at=timezone.now() - timedelta(hours=2))
+    chunks.chunk_run(round_id=scoring_round.pk, index=0, queue_route=False)
+    quiet_for(scoring_round, timedelta(minutes=1))
+    assert selection_run_round(project=project, fan_out=True) is None
+    assert ScoringRound.objects.get(pk=scoring_round.pk).state == ScoringRound.State.RUNNING
+    # Silent for longer than ROUND_STALE_AFTER: the next claim fails it, drops its model, and runs a new round.
+    quiet_for(scoring_round, ROUND_STALE_AFTER + timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=False):
+        fresh = selection_run_round(project=project, fan_out=True)
+    dead = ScoringRound.objects.get(pk=scoring_round.pk)
+    assert dead.state == ScoringRound.State.FAILED and dead.stage == "" and "stopped reporting" in dead.error
+    assert not ScoringModel.objects.filter(scoring_round=dead).exists()
+    assert fresh is not None and fresh.pk != dead.pk
+    # A chunk of the dead round delivered late does nothing.
+    assert chunks.chunk_run(round_id=dead.pk, index=1) is None
 
 
 def test_a_project_at_the_training_size_runs_in_one_process(project, settings):

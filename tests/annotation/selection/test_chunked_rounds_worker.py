@@ -126,8 +126,8 @@ def test_a_round_whose_chunk_is_killed_half_way_ends_with_every_item_scored_once
             lost = ScoringChunk.objects.get(pk=chunk.pk)
             # The known limit (RELIABILITY.md): the message went with the worker, and nobody runs the chunk again...
             assert (lost.state, lost.attempts) == (ScoringChunk.State.RUNNING, 1), "the transport redelivered it"
-            # ...until a round request finds it running for longer than CHUNK_STALE_AFTER.
-            ScoringChunk.objects.filter(pk=chunk.pk).update(started_at=F("started_at") - CHUNK_STALE_AFTER)
+            # ...until a round request finds the round quiet (no chunk done) for longer than CHUNK_STALE_AFTER.
+            ScoringRound.objects.filter(pk=scoring_round.pk).update(progress_at=F("progress_at") - CHUNK_STALE_AFTER)
             broker.send("annotation.selection_round", project.pk, queue=queue)
         wait_for(lambda: not ScoringRound.objects.filter(pk=scoring_round.pk, state=ScoringRound.State.RUNNING)
                  .exists(), what="the round to end")
