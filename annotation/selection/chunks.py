@@ -31,6 +31,7 @@ every chunk not done, or the routing task (``round_resume``); a round silent for
 the next claim (``rounds._claim_round``), its stored model dropped.
 """
 import io
+import json
 import logging
 import pickle
 from datetime import timedelta
@@ -38,7 +39,8 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Q, Sum, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from annotation.models import Item, Project, ScoringChunk, ScoringModel, ScoringRound, Status
@@ -259,16 +261,21 @@ def _chunk_rows(*, project_id: int, first: int, last: int, trained: set) -> tupl
     """The chunk's open items outside the training set, by id range (the items' primary key index), with the scores
     they show now."""
     rows, texts = [], []
+    classes: dict = {}
+    # The label list as the database's JSON text, parsed once per distinct value (as ``rounds._load_rows`` does).
     items = (Item.objects.filter(project_id=project_id, archived_at__isnull=True, status__in=OPEN_STATUSES,
                                  id__gte=first, id__lte=last)
-             .values_list("id", "text", "status", "version", "proposed_labels", "llm_confidence", "is_audit",
+             .annotate(proposed_raw=Cast("proposed_labels", TextField()))
+             .values_list("id", "text", "status", "version", "proposed_raw", "llm_confidence", "is_audit",
                           "ambiguity", "model_label", "route_reason", "scored_round")
              .order_by("id"))
     for (pk, text, status, item_version, proposed, confidence, is_audit, ambiguity, model_label, reason,
          scored) in items.iterator(chunk_size=5000):
         if pk in trained:
             continue
-        row = _Row(id=pk, status=status, version=item_version, proposed=label_class(proposed), human=None,
+        if proposed not in classes:
+            classes[proposed] = label_class(json.loads(proposed)) if proposed else None
+        row = _Row(id=pk, status=status, version=item_version, proposed=classes[proposed], human=None,
                    llm_confidence=confidence, is_audit=is_audit, is_calibration=False, busy=False,
                    ambiguity=ambiguity, model_label=model_label)
         row.shown = (reason, scored)
@@ -339,25 +346,21 @@ def round_route(*, round_id: int) -> ScoringRound | None:
     project = Project.objects.get(pk=scoring_round.project_id)
     try:
         rows, _ = _load_rows(project, texts=False)
-        scored: dict[int, float] = {}
-        blobs = [ScoringModel.objects.filter(scoring_round=round_id).values_list("train_scores", flat=True).first(),
-                 *ScoringChunk.objects.filter(scoring_round=round_id).values_list("scores", flat=True)]
-        for blob in blobs:
-            if blob is not None:
-                ids, values = _unpacked(blob)
-                scored.update(zip(ids.tolist(), values.tolist()))
+        ambiguity = _round_scores(round_id, np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows)))
         # An open row no chunk scored (added since training) stays where it is, as a row a reviewer holds does.
-        for row in rows:
-            if row.status in OPEN_STATUSES and row.id not in scored:
-                row.busy = True
-        ambiguity = np.array([scored.get(r.id, np.nan) for r in rows])
+        items_scored = 0
+        for row, value in zip(rows, ambiguity.tolist()):
+            if row.status in OPEN_STATUSES:
+                if value != value:  # NaN: not scored by this round
+                    row.busy = True
+                else:
+                    items_scored += 1
         counts = _route(project=project, scoring_round=scoring_round, rows=rows, scores=_Stored(ambiguity),
                         stored=True)
-        open_ids = {r.id for r in rows if r.status in OPEN_STATUSES}
         metrics = dict(scoring_round.metrics)
         written = ScoringChunk.objects.filter(scoring_round=round_id).aggregate(n=Sum("items_written"))["n"] or 0
         round_record(project=project, scoring_round=scoring_round, rows=rows, scores=None, counts=counts,
-                     training_size=scoring_round.training_size, items_scored=len(open_ids & scored.keys()))
+                     training_size=scoring_round.training_size, items_scored=items_scored)
         kept = {k: metrics[k] for k in ("folds", "error_model", "cv_human_agreement") if k in metrics}
         scoring_round.metrics.update(kept | {"note": "", "chunked": True,
                                              "rows_written": written + metrics.get("written_by_training", 0)})
@@ -368,6 +371,24 @@ def round_route(*, round_id: int) -> ScoringRound | None:
     ScoringChunk.objects.filter(scoring_round=round_id).update(scores=None)  # read by routing only
     _MODEL_CACHE.pop(round_id, None)
     return round_finish(project=project, scoring_round=scoring_round)
+
+
+def _round_scores(round_id: int, row_ids: np.ndarray) -> np.ndarray:
+    """This round's ambiguity of each of ``row_ids`` (NaN where neither training nor a chunk scored it), from the
+    packed blobs, as arrays (a dict of a million Python floats would weigh about 100 MB)."""
+    blobs = [ScoringModel.objects.filter(scoring_round=round_id).values_list("train_scores", flat=True).first(),
+             *ScoringChunk.objects.filter(scoring_round=round_id).values_list("scores", flat=True)]
+    parts = [_unpacked(blob) for blob in blobs if blob is not None]
+    ids = np.concatenate([p[0] for p in parts] or [np.zeros(0, np.int64)])
+    values = np.concatenate([p[1] for p in parts] or [np.zeros(0)])
+    order = np.argsort(ids, kind="stable")
+    ids, values = ids[order], values[order]
+    out = np.full(len(row_ids), np.nan)
+    if len(ids):
+        at = np.minimum(np.searchsorted(ids, row_ids), len(ids) - 1)
+        found = ids[at] == row_ids
+        out[found] = values[at[found]]
+    return out
 
 
 # --- recovery -----------------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ the rows' versions and claims under lock so a review that happened while the mod
 """
 import json
 import math
+from array import array
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -117,7 +118,10 @@ def label_class(labels: list[str]) -> str | None:
 
 def audit_draw(project: Project, item_id: int) -> float:
     """A uniform number in [0, 1) fixed per project and item: the item is audited when it falls under audit_rate."""
-    return stable_draw(project.pk, project.created_at.isoformat(), item_id)
+    salt = project.__dict__.get("_audit_salt")
+    if salt is None:  # the same draw as stable_draw(pk, created_at, item), its first two parts joined once per project
+        salt = project.__dict__["_audit_salt"] = f"{project.pk}:{project.created_at.isoformat()}"
+    return stable_draw(salt, item_id)
 
 
 @dataclass(slots=True)
@@ -523,7 +527,7 @@ def _route(*, project: Project, scoring_round: ScoringRound, rows: list[_Row], s
     if scores is not None:
         # A chunked round's rows may show scores up to a step old (they are rewritten when they move by more): the
         # certificate reads this round's own.
-        current = {r.id: float(a) for r, a in zip(rows, ambiguity) if not np.isnan(a)} if stored else None
+        current = (np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows)), ambiguity) if stored else None
         counts.state = _certify(project=project, state=counts.state, current=current) | {
             "version": scoring_round.model_version, "computed_at": timezone.now().isoformat()}
     return counts
@@ -536,13 +540,13 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
     amb = np.nan_to_num(ambiguity, nan=1.0)
     samples = _calibration_samples(project=project)
     # Candidates: open LLM-labelled items the router may move (nobody holds them, no audit waits on them).
-    candidates = np.array([i for i in open_idx if rows[i].proposed is not None and not rows[i].busy
-                           and not (rows[i].is_audit and rows[i].status == Status.NEEDS_REVIEW)], dtype=int)
+    # Index arrays and masks, not sets of Python ints: a million-item project's routing plans in bounded memory.
+    candidates = np.fromiter((i for i in open_idx.tolist() if rows[i].proposed is not None and not rows[i].busy
+                              and not (rows[i].is_audit and rows[i].status == Status.NEEDS_REVIEW)), dtype=int)
     plan = _Plan(calibration={i for i, r in enumerate(rows) if r.is_calibration})
-    by_cohort: dict[str, np.ndarray] = {}
-    for i in candidates:
-        by_cohort.setdefault(rows[i].cohort, []).append(int(i))
-    by_cohort = {cohort: np.array(ids, dtype=int) for cohort, ids in by_cohort.items()}
+    candidate_cohorts = np.array([rows[i].cohort for i in candidates.tolist()], dtype=object)
+    by_cohort = {cohort: candidates[candidate_cohorts == cohort] for cohort in dict.fromkeys(candidate_cohorts)}
+    del candidate_cohorts
     for cohort, ids in by_cohort.items():
         if cohort not in samples:  # a new cohort: draw its calibration sample
             size = calibration_size(target=target_accuracy, available=len(ids))
@@ -577,8 +581,7 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
                              "n": sample.n, "unreliable": c in unreliable, "calibrating": c in calibrating,
                              "calibration_verdict": verdicts.get(c)}
                          for c, sample in sorted(samples.items())}}
-    for i in candidates:  # cohorts still calibrating: their sample goes to people, the rest waits
-        i = int(i)
+    for i in candidates.tolist() if calibrating else ():  # cohorts still calibrating: their sample goes to people
         cohort = rows[i].cohort
         if cohort in calibrating:
             if i in plan.calibration:
@@ -586,21 +589,24 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
             else:
                 plan.targets[i] = rows[i].status
                 plan.reasons[i] = CALIBRATION_WAIT.format(done=samples[cohort].done, size=samples[cohort].size)
-    usable = np.array([i for i in candidates if rows[i].cohort not in calibrating], dtype=int)
+    usable = np.fromiter((i for i in candidates.tolist() if rows[i].cohort not in calibrating), dtype=int)
     if not len(usable) and calibrating:
         state["phase"] = "calibrating"
         state["cap_reached"] = _apply_cap(project=project, rows=rows, amb=amb, plan=plan, decided=decided)
         counts.state = state | {"checks_seen": None}
         return plan
     keep_share = accepted / decided if decided else 1.0
-    movable = set(usable.tolist())
-    pending = sum(1 for i in open_idx if rows[i].proposed is not None and int(i) not in movable)
-    eligible = np.array([i for i in usable if rows[i].cohort not in unreliable], dtype=int)
-    fill = target_fill(checks=checks, candidates=amb[eligible], cohorts=[rows[i].cohort for i in eligible],
+    movable = np.zeros(len(rows), bool)
+    movable[usable] = True
+    pending = sum(1 for i in open_idx.tolist() if rows[i].proposed is not None and not movable[i])
+    del movable
+    eligible = np.fromiter((i for i in usable.tolist() if rows[i].cohort not in unreliable), dtype=int)
+    fill = target_fill(checks=checks, candidates=amb[eligible], cohorts=[rows[i].cohort for i in eligible.tolist()],
                        human_kept=accepted + keep_share * (pending + len(usable) - len(eligible)),
                        keep_share=keep_share, target=target_accuracy)
     order = eligible[np.argsort(amb[eligible], kind="stable")]
-    allowed = {int(i) for i in order[:fill.auto]}
+    allowed = np.zeros(len(rows), bool)
+    allowed[order[:fill.auto]] = True
     if fill.reach is not None:
         state["region"] = {"checks": fill.region_checks, "wrong": fill.region_errors, "reach": _rounded(fill.reach)}
         pooled = [c for c in checks.values() if len(c)]
@@ -614,19 +620,17 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
     elif unreliable and len(usable) and not len(eligible):
         state["phase"] = "unreliable"  # once people have decided every item, the certificate may still be reached
     review = set() if project.routing_mode == RoutingMode.TARGET else _review_set(project, rows, amb, open_idx)
-    for i in usable:
-        i = int(i)
+    for i in usable.tolist():
         plan.targets[i], reason, audit = _target(project=project, row=rows[i], ambiguity=amb[i],
-                                                 allowed=i in allowed, review=i in review,
+                                                 allowed=bool(allowed[i]), review=i in review,
                                                  unreliable=rows[i].cohort in unreliable)
         if reason:
             plan.reasons[i] = reason
         if audit:
             plan.audits.add(i)
     # Items a reviewer holds keep their status (``_route``); those the plan would auto-accept count as held.
-    reach = max((amb[i] for i in allowed), default=-1.0)
-    for i in open_idx:
-        i = int(i)
+    reach = float(amb[order[:fill.auto]].max()) if fill.auto and len(order) else -1.0
+    for i in open_idx.tolist():
         if (rows[i].busy and rows[i].proposed is not None and i not in review and amb[i] <= reach
                 and rows[i].cohort not in unreliable and rows[i].cohort not in calibrating):
             plan.targets[i] = Status.AUTO_ACCEPTED
@@ -750,9 +754,9 @@ def _apply_cap(*, project: Project, rows: list[_Row], amb: np.ndarray, plan: _Pl
     return len(moves) > slots
 
 
-def _certify(*, project: Project, state: dict, current: dict | None = None) -> dict:
+def _certify(*, project: Project, state: dict, current: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """After routing: is the dataset, as it now stands, at the target with 95% confidence? ``current``: this round's
-    ambiguity by item id, where the rows may show an older one."""
+    ambiguity (NaN: not scored) of the item ids in the first array, where the rows may show an older one."""
     checks = state.pop("checks_seen")
     items = Item.objects.filter(project=project, archived_at__isnull=True)
     waiting = items.filter(status__in=(Status.PROPOSED, Status.NEEDS_REVIEW)).count()
@@ -760,11 +764,24 @@ def _certify(*, project: Project, state: dict, current: dict | None = None) -> d
     if checks is None:
         return state
     accepted = items.filter(status=Status.ACCEPTED).count()
-    auto_rows = list(items.filter(status=Status.AUTO_ACCEPTED).values_list("id", "ambiguity", *COHORT_FIELDS))
-    current = current or {}
-    auto = np.array([current.get(pk, 1.0 if a is None else a) for pk, a, _, _ in auto_rows], dtype=float)
-    estimate, lower = dataset_bound(checks=checks, auto_ambiguity=auto, human_kept=accepted,
-                                    cohorts=[cohort_of(job, labelling) for _, _, job, labelling in auto_rows])
+    # Streamed into arrays: a million auto-accepted rows as Python tuples would weigh a few hundred MB.
+    wanted, auto, cohorts, known = array("q"), array("d"), [], {}
+    for pk, a, job, labelling in items.filter(status=Status.AUTO_ACCEPTED).values_list(
+            "id", "ambiguity", *COHORT_FIELDS).order_by().iterator(chunk_size=10_000):
+        wanted.append(pk)
+        auto.append(1.0 if a is None else a)
+        key = (job, labelling)
+        if key not in known:
+            known[key] = cohort_of(job, labelling)
+        cohorts.append(known[key])
+    wanted, auto = np.frombuffer(wanted, dtype=np.int64), np.array(auto, dtype=float)
+    if current is not None and len(current[0]) and len(wanted):
+        order = np.argsort(current[0], kind="stable")
+        ids, values = current[0][order], current[1][order]
+        at = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+        found = (ids[at] == wanted) & ~np.isnan(values[at])
+        auto[found] = values[at[found]]
+    estimate, lower = dataset_bound(checks=checks, auto_ambiguity=auto, human_kept=accepted, cohorts=cohorts)
     state.update(estimate=_rounded(estimate), lower_bound=_rounded(lower), auto_accepted=len(auto))
     if state.get("phase") not in ("unreliable", "calibrating"):
         reached = not waiting and lower is not None and lower >= project.target_accuracy

@@ -66,3 +66,16 @@ def test_uncertainty_batch_sampling_needs_a_modal_learner_not_a_bare_estimator()
     """Why scoring.py ranks by its own combined score instead of calling modAL.batch on the classifier."""
     with pytest.raises(AttributeError, match="on_transformed"):
         uncertainty_batch_sampling(LogisticRegression().fit(X, Y), X, n_instances=2)
+
+
+def test_our_array_vote_entropy_is_modals():
+    from annotation.selection.scoring import vote_entropy as ours
+
+    rng = np.random.default_rng(0)
+    X3, Y3 = rng.random((200, 4)), rng.integers(0, 3, 200)
+    committee = _committee([LogisticRegression().fit(X3, Y3), ComplementNB().fit(X3, Y3),
+                            LogisticRegression(C=0.01).fit(X3[:50], Y3[:50])])
+    expected = vote_entropy(committee, X3)
+    assert expected.max() > 0 and len(set(np.round(expected, 6))) >= 2  # the members disagree somewhere
+    assert np.allclose(ours(committee, X3), expected)
+
