@@ -61,6 +61,7 @@ from annotation.selection.rounds import (
     round_record,
     route_reason,
     score_signals,
+    values_by_id,
 )
 from synthstudio.lib.sql import rows_write
 
@@ -379,16 +380,8 @@ def _round_scores(round_id: int, row_ids: np.ndarray) -> np.ndarray:
     blobs = [ScoringModel.objects.filter(scoring_round=round_id).values_list("train_scores", flat=True).first(),
              *ScoringChunk.objects.filter(scoring_round=round_id).values_list("scores", flat=True)]
     parts = [_unpacked(blob) for blob in blobs if blob is not None]
-    ids = np.concatenate([p[0] for p in parts] or [np.zeros(0, np.int64)])
-    values = np.concatenate([p[1] for p in parts] or [np.zeros(0)])
-    order = np.argsort(ids, kind="stable")
-    ids, values = ids[order], values[order]
-    out = np.full(len(row_ids), np.nan)
-    if len(ids):
-        at = np.minimum(np.searchsorted(ids, row_ids), len(ids) - 1)
-        found = ids[at] == row_ids
-        out[found] = values[at[found]]
-    return out
+    return values_by_id(np.concatenate([p[0] for p in parts] or [np.zeros(0, np.int64)]),
+                        np.concatenate([p[1] for p in parts] or [np.zeros(0)]), row_ids)
 
 
 # --- recovery -----------------------------------------------------------------------------------------------------

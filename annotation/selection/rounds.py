@@ -39,6 +39,7 @@ bumps the version and logs a Review row (``route`` or ``auto_accept``); unchange
 Review row and no version bump (so a reviewer's open form does not go stale). Writes go in batches, each re-reading
 the rows' versions and claims under lock so a review that happened while the model trained is never overwritten.
 """
+import functools
 import json
 import math
 from array import array
@@ -118,10 +119,27 @@ def label_class(labels: list[str]) -> str | None:
 
 def audit_draw(project: Project, item_id: int) -> float:
     """A uniform number in [0, 1) fixed per project and item: the item is audited when it falls under audit_rate."""
-    salt = project.__dict__.get("_audit_salt")
-    if salt is None:  # the same draw as stable_draw(pk, created_at, item), its first two parts joined once per project
-        salt = project.__dict__["_audit_salt"] = f"{project.pk}:{project.created_at.isoformat()}"
-    return stable_draw(salt, item_id)
+    return stable_draw(_audit_salt(project.pk, project.created_at), item_id)
+
+
+@functools.lru_cache(maxsize=64)
+def _audit_salt(project_id: int, created_at) -> str:
+    """The draw's first two parts, joined as ``stable_draw`` joins them, once per project (a round draws up to a
+    million times)."""
+    return f"{project_id}:{created_at.isoformat()}"
+
+
+def values_by_id(ids: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``values`` (floats, one per id of ``ids``, in any order) looked up for each id of ``wanted``; NaN where an id
+    is missing. Arrays and a binary search: a million lookups without a dict of Python objects."""
+    out = np.full(len(wanted), np.nan)
+    if len(ids) and len(wanted):
+        order = np.argsort(ids, kind="stable")
+        ids, values = ids[order], values[order]
+        at = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+        found = ids[at] == wanted
+        out[found] = values[at[found]]
+    return out
 
 
 @dataclass(slots=True)
@@ -774,13 +792,10 @@ def _certify(*, project: Project, state: dict, current: tuple[np.ndarray, np.nda
         if key not in known:
             known[key] = cohort_of(job, labelling)
         cohorts.append(known[key])
-    wanted, auto = np.frombuffer(wanted, dtype=np.int64), np.array(auto, dtype=float)
-    if current is not None and len(current[0]) and len(wanted):
-        order = np.argsort(current[0], kind="stable")
-        ids, values = current[0][order], current[1][order]
-        at = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
-        found = (ids[at] == wanted) & ~np.isnan(values[at])
-        auto[found] = values[at[found]]
+    auto = np.array(auto, dtype=float)
+    if current is not None:
+        fresh = values_by_id(*current, np.frombuffer(wanted, dtype=np.int64))
+        auto = np.where(np.isnan(fresh), auto, fresh)
     estimate, lower = dataset_bound(checks=checks, auto_ambiguity=auto, human_kept=accepted, cohorts=cohorts)
     state.update(estimate=_rounded(estimate), lower_bound=_rounded(lower), auto_accepted=len(auto))
     if state.get("phase") not in ("unreliable", "calibrating"):

@@ -260,3 +260,13 @@ def test_a_project_at_the_training_size_runs_in_one_process(project, settings):
     scoring_round = selection_run_round(project=project)
     assert scoring_round.chunks == 0 and "chunked" not in scoring_round.metrics
     assert not ScoringChunk.objects.exists()
+
+
+def test_values_by_id_finds_each_wanted_id_and_marks_the_missing():
+    import numpy as np
+
+    from annotation.selection.rounds import values_by_id
+
+    got = values_by_id(np.array([30, 10, 20]), np.array([0.3, 0.1, 0.2]), np.array([20, 5, 30, 40, 10]))
+    assert np.allclose(got[[0, 2, 4]], [0.2, 0.3, 0.1]) and np.isnan(got[[1, 3]]).all()
+    assert np.isnan(values_by_id(np.zeros(0, np.int64), np.zeros(0), np.array([1]))).all()
