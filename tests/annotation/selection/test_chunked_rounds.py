@@ -270,3 +270,23 @@ def test_values_by_id_finds_each_wanted_id_and_marks_the_missing():
     got = values_by_id(np.array([30, 10, 20]), np.array([0.3, 0.1, 0.2]), np.array([20, 5, 30, 40, 10]))
     assert np.allclose(got[[0, 2, 4]], [0.2, 0.3, 0.1]) and np.isnan(got[[1, 3]]).all()
     assert np.isnan(values_by_id(np.zeros(0, np.int64), np.zeros(0), np.array([1]))).all()
+
+
+def test_two_routing_tasks_at_the_same_moment_route_once(transactional_db, project, small_chunks, monkeypatch):
+    from collections import Counter
+
+    from tests.support.concurrency import at_once
+
+    make_pool(project, n_per_class=60)
+    monkeypatch.setattr(chunks, "_send", lambda round_id, indices: None)  # the chunks are run here, below
+    scoring_round = selection_run_round(project=project, fan_out=True)
+    for index in range(scoring_round.chunks):
+        chunks.chunk_run(round_id=scoring_round.pk, index=index, queue_route=False)
+    before = Review.objects.filter(project=project, action=ReviewAction.ROUTE).count()
+    results = at_once(lambda: chunks.round_route(round_id=scoring_round.pk),
+                      lambda: chunks.round_route(round_id=scoring_round.pk))
+    assert sorted(r is None for r in results) == [False, True]  # one routed, the other found the step claimed
+    assert ScoringRound.objects.get(pk=scoring_round.pk).state == ScoringRound.State.DONE
+    routed = Review.objects.filter(project=project, action=ReviewAction.ROUTE).values_list("item_id", flat=True)
+    assert routed.count() > before  # the calibration sample went to people, one Review row each
+    assert max(Counter(routed).values()) == 1
