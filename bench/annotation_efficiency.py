@@ -47,6 +47,7 @@ import random
 import statistics
 import tempfile
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from common import setup_django
@@ -113,7 +114,7 @@ def baselines(rows: list[dict], seed: int) -> dict:
 
 
 def make_project(rows: list[dict], *, name: str, audit_rate: float | None, budget: float, batch_reviews: int,
-                 target: float | None = None):
+                 target: float | None = None, created_at=None):
     from django.contrib.auth import get_user_model
 
     from annotation.io.importing import ImportFailed, ImportOptions, import_rows, import_validate, items_import
@@ -138,6 +139,10 @@ def make_project(rows: list[dict], *, name: str, audit_rate: float | None, budge
         policy = {"audit_rate": audit_rate} if audit_rate is not None else {}
         Project.objects.filter(pk=project.pk).update(routing_mode="target", target_accuracy=target,
                                                      retrain_every=batch_reviews, **policy)
+    if created_at is not None:
+        # The audit draw is salted with the project's id and creation time: fixed, a seed routes the same way in
+        # every run (and in any process, given the same id), so two versions of the code compare item for item.
+        Project.objects.filter(pk=project.pk).update(created_at=created_at)
     project.refresh_from_db()
     services.membership_add(project=project, identifier=reviewer.username, role="annotator")
     has_conf = any(r.get("llm_confidence") for r in rows)
@@ -250,8 +255,10 @@ def audit_coverage(rows: list[dict], seeds: int, log) -> float:
 
 
 def certified(rows: list[dict], seeds: int, target: float, batch: float, log,
-              audit_rate: float | None = None) -> tuple[dict, dict]:
+              audit_rate: float | None = None, first_seed: int = 0) -> tuple[dict, dict]:
     """The default policy with a target: when does the app declare the target reached, and did it hold?"""
+    from django.contrib.auth import get_user_model
+
     from annotation.models import Item, Project, Status
     from annotation.selection import selection_run_round
     from annotation.selection.estimates import accuracy_estimate
@@ -272,9 +279,15 @@ def certified(rows: list[dict], seeds: int, target: float, batch: float, log,
         return (sum(ok for ok, _ in right) / len(right) if right else None,
                 sum(auto) / len(auto) if auto else None)
 
-    for seed in range(seeds):
+    lead, _ = get_user_model().objects.get_or_create(username="bench-lead")
+    for seed in range(first_seed, first_seed + seeds):
+        # With --certified-only, seed s is the project with id s + 1 created at a fixed time (the calibration and
+        # audit draws are seeded by both), whichever process runs it: --first-seed runs seeds side by side.
+        while (Project.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) < seed:
+            Project.objects.create(name=f"bench placeholder {seed}", created_by=lead)
         project, reviewer = make_project(rows, name=f"bench certified {seed}", audit_rate=audit_rate, budget=0.0,
-                                         batch_reviews=step, target=target)
+                                         batch_reviews=step, target=target,
+                                         created_at=datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(days=seed))
         row_of = row_index(project)
         run = {"reviews": 0, "correct": llm_correct, "hindsight": 0 if llm_correct / n >= target else None}
 
@@ -301,7 +314,8 @@ def certified(rows: list[dict], seeds: int, target: float, batch: float, log,
             if shown.auto_accepted_interval is not None and auto_truth is not None and shown.audits.n >= 10:
                 audit_checks.append((shown.auto_accepted_interval, auto_truth))
             log(f"certified seed {seed}: {time.monotonic() - started:.1f} s, reviews {run['reviews'] / n:.3f}, "
-                f"phase {phase}, lower bound {state.get('lower_bound')}, auto-accepted {state.get('auto_accepted')}")
+                f"phase {phase}, lower bound {state.get('lower_bound')}, auto-accepted {state.get('auto_accepted')}, "
+                f"region {state.get('region')}, true {curated}, auto true {auto_truth}")
             if phase == "unreliable":
                 unreliable_at = run["reviews"]
             if phase in ("reached", "unreliable"):
@@ -322,7 +336,8 @@ def certified(rows: list[dict], seeds: int, target: float, batch: float, log,
             declared.append(unreliable_at / n)
         auto_before.append(len(ever_auto) / n)
     result = {
-        "target": target, "seeds": seeds, "reviews_at_stop": at_stop, "true_accuracy_at_stop": true_at_stop,
+        "target": target, "seeds": seeds, "first_seed": first_seed, "reviews_at_stop": at_stop,
+        "true_accuracy_at_stop": true_at_stop,
         "phases": phases,
         "held": round(sum(a is not None and a >= target for a in true_at_stop) / seeds, 4),
         "median_reviews_at_stop": round(statistics.median(at_stop), 4),
@@ -351,6 +366,8 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.98, help="target accuracy for --certified")
     parser.add_argument("--audit-rate", type=float, default=None,
                         help="with --certified: the projects' audit rate (default: the app's default)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="with --certified: the first seed (run seeds side by side in separate processes)")
     parser.add_argument("--certified-only", action="store_true",
                         help="with --certified: skip the budget-mode curve and the audit coverage")
     args = parser.parse_args()
@@ -375,7 +392,8 @@ def main() -> None:
             result["weak_labels"] = args.weak_labels
         if args.certified:
             result["certified"], result["unreliable"] = certified(rows, args.seeds, args.target, args.batch, log,
-                                                                   audit_rate=args.audit_rate)
+                                                                   audit_rate=args.audit_rate,
+                                                                   first_seed=args.first_seed)
         print(json.dumps(result))
 
 
