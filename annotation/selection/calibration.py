@@ -231,10 +231,14 @@ def dataset_bound(*, checks, auto_ambiguity: np.ndarray, human_kept: float, othe
 
 
 def target_fill(*, checks, candidates: np.ndarray, human_kept: float, keep_share: float, target: float,
-                cohorts=None) -> Plan:
+                cohorts=None, to_people=None) -> Plan:
     """The most candidates (``candidates``: their ambiguities) that may be auto-accepted, least ambiguous first, with
     the planned dataset's lower bound at or above ``target``. The candidates not auto-accepted go to people, and
     ``keep_share`` of those are expected to be kept (the share of people's decisions that were not rejections).
+    ``to_people`` (one flag per candidate): candidates that go to people even inside the region (audit draws, and in
+    budget or threshold mode the items chosen for review); they are counted as people will decide them, not as
+    auto-accepted. Counting them as auto-accepted left every round's region short of what the target allows by the
+    audit rate, and the next round made up part of it: routing moved items with no new review.
     With several cohorts (``checks`` a mapping, ``cohorts`` each candidate's), one reach applies to all, and each
     cohort's share of the region is bounded by its own checks."""
     a = np.nan_to_num(np.asarray(candidates, dtype=float), nan=1.0)
@@ -242,18 +246,20 @@ def target_fill(*, checks, candidates: np.ndarray, human_kept: float, keep_share
     order = np.argsort(a, kind="stable")
     a, cohorts = a[order], cohorts[order]
     total = len(a)
+    people = np.zeros(total, bool) if to_people is None else np.asarray(to_people, dtype=bool)[order]
     c = np.arange(1, total + 1, dtype=float)
+    checked = np.cumsum(people)  # candidates within each prefix that people decide all the same
     mean_errors, upper_errors = np.zeros(total), np.zeros(total)
     n_all, k_all = np.zeros(total, int), np.zeros(total, int)
     for cohort in set(cohorts.tolist()):
         own = checks.get(cohort) or Checks.of(ambiguity=[], wrong=[])
-        count = np.cumsum(cohorts == cohort)  # this cohort's candidates within each prefix
+        count = np.cumsum((cohorts == cohort) & ~people)  # this cohort's auto-accepted candidates within each prefix
         n, k, mean, upper = own.region_rates(a)
         mean_errors += count * mean
         upper_errors += count * upper
         n_all += n
         k_all += k
-    size = human_kept + keep_share * (total - c) + c
+    size = human_kept + keep_share * (total - c + checked) + c - checked
     estimate, lower = 1 - mean_errors / size, 1 - upper_errors / size
     ok = np.flatnonzero(lower >= target)
     if not len(ok):

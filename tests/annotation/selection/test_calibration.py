@@ -111,6 +111,30 @@ def test_a_looser_target_auto_accepts_more():
     assert more.auto > plan.auto
 
 
+def test_audit_draws_inside_the_region_count_as_decided_by_people():
+    """Audit draws of the region go to people: the fill counts them so and auto-accepts more, and the dataset it
+    plans (the region without its audit draws) is the one whose bound it reports."""
+    ambiguity, wrong = _world(3)
+    checks = _checks(ambiguity, wrong, np.arange(400))
+    candidates = ambiguity[400:]
+    drawn = np.random.default_rng(3).random(len(candidates)) < 0.05
+    plain = calibration.target_fill(checks=checks, candidates=candidates, human_kept=400, keep_share=1.0, target=0.98)
+    aware = calibration.target_fill(checks=checks, candidates=candidates, human_kept=400, keep_share=1.0, target=0.98,
+                                    to_people=drawn)
+    assert aware.auto > plain.auto
+    region = np.argsort(candidates, kind="stable")[:aware.auto]
+    auto = region[~drawn[region]]
+    assert candidates[region].max() == aware.reach
+    _, lower = calibration.dataset_bound(checks=checks, auto_ambiguity=candidates[auto],
+                                         human_kept=400 + len(candidates) - len(auto))
+    assert lower >= 0.98
+    assert lower == pytest.approx(aware.lower_bound, abs=2e-4)
+    # Nothing goes to people: the same as no flags at all.
+    none = calibration.target_fill(checks=checks, candidates=candidates, human_kept=400, keep_share=1.0, target=0.98,
+                                   to_people=np.zeros(len(candidates), bool))
+    assert none == plain
+
+
 def test_without_checks_every_auto_accepted_item_is_counted_wrong():
     checks = calibration.Checks.of(ambiguity=[], wrong=[])
     plan = calibration.target_fill(checks=checks, candidates=np.linspace(0, 1, 100), human_kept=0, keep_share=1.0,
