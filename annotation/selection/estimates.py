@@ -182,7 +182,8 @@ def routing_sentences(state: dict) -> RoutingSentences | None:
     target = state["target"]
     cohorts = state.get("cohorts") or {}
     several = len(cohorts) > 1
-    calibrating = [c for c in cohorts.values() if c.get("calibrating")]
+    calibrating = [c for c in cohorts.values() if c.get("calibrating") and not c.get("topping_up")]
+    topping = [c for c in cohorts.values() if c.get("topping_up")]
     unreliable = [c for c in cohorts.values() if c.get("unreliable")]
     if phase == "calibrating" and not several:
         calibration = state["calibration"]
@@ -203,6 +204,9 @@ def routing_sentences(state: dict) -> RoutingSentences | None:
         if state.get("lower_bound") is not None:
             headline += f" (now: estimate {state['estimate']:.1%}, lower bound {state['lower_bound']:.1%})"
         headline += "."
+    if topping:
+        headline += " Items added since calibrating wait for their share of the calibration sample: " + "; ".join(
+            f"{c['name']}: {c['done']} of {c['size']} reviewed" for c in topping) + "."
     if unreliable and (several or phase != "unreliable"):
         headline += " Unreliable, so never auto-accepted: " + "; ".join(
             f"{c['name']} (right on {c['right']} of {c['n']} checked)" for c in unreliable) + "."

@@ -9,11 +9,13 @@ Routing, for each item that is not final (proposed, needs_review, auto_accepted)
 ``calibration`` computes the numbers for (read its docstring) and ``Project.routing_state`` records for the pages:
 
 - no LLM label (abstained) -> review, always, in every phase;
-- calibrating: while the project has no complete calibration sample, a round draws one (its size from
-  ``target_accuracy``, stratified by ambiguity, seeded by the project id) from the open LLM-labelled items, flags them
-  ``is_calibration`` and sends them to review. Nothing is auto-accepted and nothing else moves until a person decided
-  every flagged item (the review queue then asks for a round at once). Re-calibrating when the LLM, prompt or model
-  changes is not done: one sample per project;
+- calibrating: each cohort (``cohort_of``: every labelling or generation job, which fixes LLM, prompt and model, and
+  the labels that came with imports) is calibrated on its own. While a cohort has no complete calibration sample, a
+  round draws one (its size from ``target_accuracy``, stratified by ambiguity, seeded by the project id) from its open
+  LLM-labelled items, flags them ``is_calibration`` and sends them to review. None of its items is auto-accepted and
+  nothing else of it moves until a person decided every flagged item (the review queue then asks for a round at once).
+  Items that join a calibrated cohort later (another import) get their share of the sample and wait for it, the
+  cohort's older items routing as before (``_calibration_marks``);
 - unreliable: once calibrated, if even the least ambiguous items' error rate is above what the target allows
   (``llm_unreliable``), nothing is auto-accepted and every open LLM-labelled item goes to people, the auto-accepted
   ones included (their auto-accept withdrawn, a Review row each);
@@ -565,23 +567,26 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
     candidate_cohorts = np.array([rows[i].cohort for i in candidates.tolist()], dtype=object)
     by_cohort = {cohort: candidates[candidate_cohorts == cohort] for cohort in dict.fromkeys(candidate_cohorts)}
     del candidate_cohorts
-    for cohort, ids in by_cohort.items():
-        if cohort not in samples:  # a new cohort: draw its calibration sample
-            size = calibration_size(target=target_accuracy, available=len(ids))
-            drawn = calibration_draw(ids=ids, ambiguity=amb[ids], size=size, seed=project.pk)
-            plan.calibration |= {int(i) for i in drawn}
-            samples[cohort] = _Calibration(size=len(drawn), flagged=bool(len(drawn)))
+    before = (project.routing_state or {}).get("cohorts") or {}
+    marks = _calibration_marks(project=project, rows=rows, amb=amb, by_cohort=by_cohort, samples=samples,
+                               before=before, plan=plan)
     abstained = [int(i) for i in open_idx if rows[i].proposed is None]
     plan.targets.update({i: Status.NEEDS_REVIEW for i in abstained})
     checks, sampled = _checks(project=project, rows=rows, ambiguity=amb)
     decided = Item.objects.filter(project=project, archived_at__isnull=True, status__in=FINAL_STATUSES).count()
     accepted = sum(1 for r in rows if r.status == Status.ACCEPTED)
     total = _Calibration.total(samples.values())
-    calibrating = {c for c in by_cohort if not samples[c].complete}
+    # A cohort calibrating: its items wait (its sample goes to people); a cohort whose first sample is complete and
+    # whose newer items' share is not: those newer items wait (``_calibration_marks``).
+    calibrating = {c: marks[c]["upto"] for c in by_cohort if not samples[c].complete}
+
+    def waits(i: int) -> bool:
+        cohort = rows[i].cohort
+        return cohort in calibrating and (calibrating[cohort] is None or rows[i].id > calibrating[cohort])
+
     # The calibration sample's verdict is given once, at the first round after the cohort's sample is complete, and
     # kept (re-judging the same sample under each round's new ranking would be one more look every round); later
     # rounds judge every check, audits included, at the stricter level (calibration.llm_unreliable).
-    before = (project.routing_state or {}).get("cohorts") or {}
     verdicts = {}
     for c, sample in samples.items():
         if sample.complete and c in checks:
@@ -597,17 +602,18 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
                         "wrong": sum(int(c.wrong.sum()) for c in checks.values())},
              "cohorts": {c: {"name": cohort_name(c), "size": sample.size, "done": sample.done, "right": sample.right,
                              "n": sample.n, "unreliable": c in unreliable, "calibrating": c in calibrating,
-                             "calibration_verdict": verdicts.get(c)}
+                             "topping_up": calibrating.get(c) is not None, "calibration_verdict": verdicts.get(c),
+                             "marks": marks.get(c)}
                          for c, sample in sorted(samples.items())}}
     for i in candidates.tolist() if calibrating else ():  # cohorts still calibrating: their sample goes to people
-        cohort = rows[i].cohort
-        if cohort in calibrating:
+        if waits(i):
+            cohort = rows[i].cohort
             if i in plan.calibration:
                 plan.targets[i] = Status.NEEDS_REVIEW
             else:
                 plan.targets[i] = rows[i].status
                 plan.reasons[i] = CALIBRATION_WAIT.format(done=samples[cohort].done, size=samples[cohort].size)
-    usable = np.fromiter((i for i in candidates.tolist() if rows[i].cohort not in calibrating), dtype=int)
+    usable = np.fromiter((i for i in candidates.tolist() if not waits(i)), dtype=int)
     if not len(usable) and calibrating:
         state["phase"] = "calibrating"
         state["cap_reached"] = _apply_cap(project=project, rows=rows, amb=amb, plan=plan, decided=decided)
@@ -619,9 +625,17 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
     pending = sum(1 for i in open_idx.tolist() if rows[i].proposed is not None and not movable[i])
     del movable
     eligible = np.fromiter((i for i in usable.tolist() if rows[i].cohort not in unreliable), dtype=int)
+    review = set() if project.routing_mode == RoutingMode.TARGET else _review_set(project, rows, amb, open_idx)
+    # Audit draws inside the region go to people: the fill counts them so, and ``_target`` sends them.
+    drawn = np.zeros(len(rows), bool)
+    if project.audit_rate > 0:
+        drawn[eligible] = np.fromiter((audit_draw(project, rows[i].id) < project.audit_rate
+                                       for i in eligible.tolist()), dtype=bool, count=len(eligible))
     fill = target_fill(checks=checks, candidates=amb[eligible], cohorts=[rows[i].cohort for i in eligible.tolist()],
                        human_kept=accepted + keep_share * (pending + len(usable) - len(eligible)),
-                       keep_share=keep_share, target=target_accuracy)
+                       keep_share=keep_share, target=target_accuracy,
+                       to_people=drawn[eligible] | np.fromiter((i in review for i in eligible.tolist()), dtype=bool,
+                                                               count=len(eligible)))
     order = eligible[np.argsort(amb[eligible], kind="stable")]
     allowed = np.zeros(len(rows), bool)
     allowed[order[:fill.auto]] = True
@@ -633,14 +647,13 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
                                     reviewed_wrong=np.concatenate([c.wrong for c in pooled]),
                                     pool_ambiguity=amb[eligible])
             state["max_p_error"] = _rounded(float(model.p_error(np.array([fill.reach]))[0]))
-    if calibrating:
+    if any(upto is None for upto in calibrating.values()):
         state["phase"] = "calibrating"
     elif unreliable and len(usable) and not len(eligible):
         state["phase"] = "unreliable"  # once people have decided every item, the certificate may still be reached
-    review = set() if project.routing_mode == RoutingMode.TARGET else _review_set(project, rows, amb, open_idx)
     for i in usable.tolist():
         plan.targets[i], reason, audit = _target(project=project, row=rows[i], ambiguity=amb[i],
-                                                 allowed=bool(allowed[i]), review=i in review,
+                                                 allowed=bool(allowed[i]), review=i in review, drawn=bool(drawn[i]),
                                                  unreliable=rows[i].cohort in unreliable)
         if reason:
             plan.reasons[i] = reason
@@ -650,21 +663,21 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
     reach = float(amb[order[:fill.auto]].max()) if fill.auto and len(order) else -1.0
     for i in open_idx.tolist():
         if (rows[i].busy and rows[i].proposed is not None and i not in review and amb[i] <= reach
-                and rows[i].cohort not in unreliable and rows[i].cohort not in calibrating):
+                and rows[i].cohort not in unreliable and not waits(i)):
             plan.targets[i] = Status.AUTO_ACCEPTED
     state["cap_reached"] = _apply_cap(project=project, rows=rows, amb=amb, plan=plan, decided=decided)
     counts.state = state | {"checks_seen": checks}
     return plan
 
 
-def _target(*, project: Project, row: _Row, ambiguity: float, allowed: bool, review: bool,
+def _target(*, project: Project, row: _Row, ambiguity: float, allowed: bool, review: bool, drawn: bool,
             unreliable: bool) -> tuple[str, str, bool]:
     """One candidate's destination after calibration, the reason when the usual one would not say why, and whether
-    it is an audit draw."""
+    it is an audit draw (``drawn``: its ``audit_draw`` falls under the audit rate)."""
     if unreliable:
         return Status.NEEDS_REVIEW, WITHDRAWN if row.status == Status.AUTO_ACCEPTED else "", False
     if allowed and not review:
-        if audit_draw(project, row.id) < project.audit_rate:
+        if drawn:
             return Status.NEEDS_REVIEW, "", True
         return (row.status if project.auto_accept_paused else Status.AUTO_ACCEPTED), "", False
     if review or project.routing_mode == RoutingMode.TARGET:
@@ -699,6 +712,58 @@ class _Calibration:
             total.n += sample.n
         total.flagged = total.size > 0
         return total
+
+
+def _calibration_marks(*, project: Project, rows: list[_Row], amb: np.ndarray, by_cohort: dict, samples: dict,
+                       before: dict, plan: _Plan) -> dict[str, dict]:
+    """Draw each new cohort's calibration sample, and a share for items added to a cohort after its sample was drawn.
+
+    Per cohort: ``rate``, the share of its items its first sample drew; ``drawn_upto``, the newest item id a draw has
+    covered; ``upto``, the newest covered by a complete sample (None until the first one is). Items that join a
+    cohort later (a second import of labels from the same source) get their share: ``rate`` of them (rounded at
+    random, so the share is exact on average; never more than a new cohort of their size would draw), stratified by
+    ambiguity, so the cohort's checks stay a uniform sample of all its items. Until that share is reviewed the newer
+    items wait and the older ones route as before (``calibrating`` in ``_plan``). Projects routed before the marks
+    existed start them at their next round."""
+    newest: dict[str, int] = {}
+    labelled: dict[str, int] = {}
+    for r in rows:
+        if r.proposed is not None:
+            newest[r.cohort] = max(newest.get(r.cohort, 0), r.id)
+            labelled[r.cohort] = labelled.get(r.cohort, 0) + 1
+    marks = {}
+    for cohort, ids in by_cohort.items():
+        mark = dict((before.get(cohort) or {}).get("marks") or {})
+        if cohort not in samples:  # a new cohort: draw its calibration sample
+            size = calibration_size(target=project.target_accuracy, available=len(ids))
+            drawn = calibration_draw(ids=ids, ambiguity=amb[ids], size=size, seed=project.pk)
+            plan.calibration |= {int(i) for i in drawn}
+            samples[cohort] = _Calibration(size=len(drawn), flagged=bool(len(drawn)))
+            mark = {"rate": round(len(drawn) / len(ids), 6) if len(ids) else 0.0, "drawn_upto": newest.get(cohort, 0),
+                    "upto": None}
+        elif "drawn_upto" not in mark:  # routed before marks existed: every item so far counts as covered
+            mark = {"rate": round(samples[cohort].size / max(1, labelled.get(cohort, 0)), 6),
+                    "drawn_upto": newest.get(cohort, 0), "upto": newest.get(cohort, 0)}
+        else:
+            ids_now = np.fromiter((rows[i].id for i in ids.tolist()), dtype=np.int64, count=len(ids))
+            fresh = ids[ids_now > mark["drawn_upto"]]
+            if len(fresh):
+                rng = np.random.default_rng([project.pk, mark["drawn_upto"]])
+                share = mark["rate"] * len(fresh)
+                take = min(int(share) + int(rng.random() < share - int(share)),
+                           calibration_size(target=project.target_accuracy, available=len(fresh)))
+                drawn = calibration_draw(ids=fresh, ambiguity=amb[fresh], size=take,
+                                         seed=project.pk + mark["drawn_upto"])
+                plan.calibration |= {int(i) for i in drawn}
+                samples[cohort].size += len(drawn)
+                samples[cohort].flagged = samples[cohort].flagged or bool(len(drawn))
+                mark["drawn_upto"] = newest.get(cohort, mark["drawn_upto"])
+        marks[cohort] = mark
+    for cohort, sample in samples.items():
+        mark = marks.setdefault(cohort, dict((before.get(cohort) or {}).get("marks") or {}))
+        if sample.complete or (not sample.flagged and mark):
+            mark["upto"] = mark.get("drawn_upto")
+    return marks
 
 
 def _calibration_samples(*, project: Project) -> dict[str, _Calibration]:

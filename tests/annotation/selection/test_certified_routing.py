@@ -223,8 +223,9 @@ def test_a_new_job_is_calibrated_on_its_own_before_its_items_are_auto_accepted(p
     state = Project.objects.get(pk=project.pk).routing_state
     assert state["phase"] == "calibrating"
     assert state["cohorts"]["job:7"] == {"name": "job #7", "size": 35, "done": 0, "right": 0, "n": 0,
-                                         "unreliable": False, "calibrating": True,
-                                         "calibration_verdict": None}
+                                         "unreliable": False, "calibrating": True, "topping_up": False,
+                                         "calibration_verdict": None,
+                                         "marks": {"rate": 0.4375, "drawn_upto": job_items[-1].pk, "upto": None}}
     assert not state["cohorts"]["import"]["calibrating"]
     mine = Item.objects.filter(pk__in=[i.pk for i in job_items])
     assert mine.filter(is_calibration=True, status=Status.NEEDS_REVIEW).count() == 35
@@ -238,6 +239,59 @@ def test_a_new_job_is_calibrated_on_its_own_before_its_items_are_auto_accepted(p
     review_with_gold(project, annotator, mine.filter(is_calibration=True))
     selection_run_round(project=project)
     assert mine.filter(status=Status.AUTO_ACCEPTED).exists()
+
+
+def test_items_imported_into_a_calibrated_cohort_get_their_share_of_the_sample_and_wait_for_it(project, annotator):
+    """A second import of labels from the same source: its items are not auto-accepted on the first import's
+    calibration. A share of them at the first sample's rate joins the sample; the new items wait for it while the
+    older ones keep their auto-accepts; once the share is reviewed, the new items route like the rest."""
+    from tests.support.factories import corpus
+
+    first = make_pool(project, n_per_class=60, wrong=(), abstain=())
+    policy(project, target_accuracy=0.9, audit_rate=0.0)
+    selection_run_round(project=project)
+    review_with_gold(project, annotator, calibration_items(project))
+    selection_run_round(project=project)
+    state = Project.objects.get(pk=project.pk).routing_state
+    rate = state["cohorts"]["import"]["marks"]["rate"]
+    assert rate == pytest.approx(35 / 120, abs=1e-6)
+    assert state["cohorts"]["import"]["marks"]["upto"] == first[-1].pk
+    older_auto = set(Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).values_list("pk", flat=True))
+    assert older_auto
+
+    second = [make_item(project, f"{text} imported again", status=Status.PROPOSED, proposed=(gold,),
+                        extra={"gold": gold}) for text, gold in corpus(40)]
+    selection_run_round(project=project)
+    state = Project.objects.get(pk=project.pk).routing_state
+    mine = Item.objects.filter(pk__in=[i.pk for i in second])
+    share = mine.filter(is_calibration=True)
+    assert share.count() in (23, 24)  # 80 x 35/120 = 23.3, rounded at random
+    assert set(share.values_list("status", flat=True)) == {Status.NEEDS_REVIEW}
+    assert not mine.filter(status=Status.AUTO_ACCEPTED).exists()
+    size = 35 + share.count()
+    assert {i.route_reason for i in mine.filter(is_calibration=False)} == {
+        f"waiting: nothing is auto-accepted until the calibration sample is reviewed (35 of {size} done)"}
+    # The older items of the cohort route as before: their auto-accepts stay.
+    assert older_auto <= set(Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED)
+                             .values_list("pk", flat=True))
+    cohort = state["cohorts"]["import"]
+    assert cohort["topping_up"] and cohort["marks"] == {"rate": rate, "drawn_upto": second[-1].pk,
+                                                        "upto": first[-1].pk}
+    assert state["phase"] == "not_yet"  # not "calibrating": the older items are calibrated
+    assert (f"Items added since calibrating wait for their share of the calibration sample: imported labels: 35 of "
+            f"{size} reviewed.") in routing_sentences(state).headline
+
+    # The next round draws nothing more for the same items.
+    selection_run_round(project=project)
+    assert Item.objects.filter(project=project, is_calibration=True).count() == size
+
+    review_with_gold(project, annotator, share)
+    selection_run_round(project=project)
+    state = Project.objects.get(pk=project.pk).routing_state
+    assert not state["cohorts"]["import"]["topping_up"]
+    assert state["cohorts"]["import"]["marks"]["upto"] == second[-1].pk
+    assert mine.filter(status=Status.AUTO_ACCEPTED).exists()
+    assert not mine.filter(status=Status.PROPOSED).exists()
 
 
 def test_a_job_whose_labels_fail_calibration_is_never_auto_accepted_while_others_are(project, annotator):
