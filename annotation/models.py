@@ -158,6 +158,10 @@ class IllegalTransition(Exception):
         self.target = target
 
 
+# Items drawn at random for people to check (a calibration sample or an audit): the certificate's evidence.
+RANDOM_CHECK = Q(is_audit=True) | Q(is_calibration=True)
+
+
 class Item(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
     text = models.TextField()
@@ -219,6 +223,13 @@ class Item(models.Model):
                 fields=["project", "-ambiguity", "id"],
                 condition=Q(status="needs_review", archived_at__isnull=True),
                 name="item_queue_order",
+            ),
+            # Review queue, random checks first: WHERE project_id = ? AND status = 'needs_review' AND archived_at IS
+            # NULL AND (is_audit OR is_calibration) ORDER BY id LIMIT 1 (annotation/queue/services.py).
+            models.Index(
+                fields=["project", "id"],
+                condition=Q(status="needs_review", archived_at__isnull=True) & RANDOM_CHECK,
+                name="item_queue_checks",
             ),
             # Review queue, second opinions: WHERE project_id = ? AND status IN ('accepted', 'rejected')
             # AND review_count >= 1 AND review_count < reviews_required ORDER BY id (annotation/queue/services.py).

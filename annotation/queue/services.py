@@ -8,10 +8,14 @@ concurrent annotators pass over each other's rows instead of waiting. An expired
 claimable again. Claims commit without waiting for the disk (``_commit_lazily``): losing the newest claims in a crash
 only returns items to the queue.
 
-Order. Second opinions first (see overlap), then scored items by ``ambiguity`` descending, then unscored items, each by
-id. The scored and unscored parts are two queries so that both walk the partial index ``item_queue_order`` in order
-(PostgreSQL sorts NULL first in a DESC index, SQLite last; splitting them gives one order on both). Items this annotator
-skipped go to the back: they are offered again only when nothing else is left.
+Order. Second opinions first (see overlap), then random checks (calibration samples and audits, by id: partial index
+``item_queue_checks``), then scored items by ``ambiguity`` descending, then unscored items, each by id. Checks come
+before the ambiguous items because they are the certificate's evidence: the share of the dataset the router may
+auto-accept grows with them, so every check answered early spares people items the next round would have
+auto-accepted (audits are drawn among the least ambiguous items, and by ambiguity alone they were reviewed last, after
+every item the region might have covered). The scored and unscored parts are two queries so that both walk the partial
+index ``item_queue_order`` in order (PostgreSQL sorts NULL first in a DESC index, SQLite last; splitting them gives one
+order on both). Items this annotator skipped go to the back: they are offered again only when nothing else is left.
 
 Actions (``item_review``) check the version the annotator saw with a conditional UPDATE on ``Item.version``; a stale
 form is refused with ``StaleItem`` and never applied. Accept and edit both save the form as the annotator left it
@@ -47,6 +51,7 @@ from annotation.items.services import ServiceError, StaleItem, item_log, item_tr
 from annotation.models import (
     FINAL_STATUSES,
     HUMAN_DECISIONS,
+    RANDOM_CHECK,
     Item,
     Label,
     Project,
@@ -108,6 +113,7 @@ def _candidates(*, project, user, now: datetime, with_skipped: bool) -> list[Que
     fresh = base.filter(status=Status.NEEDS_REVIEW).filter(Q(reviews_required__lte=1) | ~_reviewed_by(user))
     return [
         second_opinions.order_by("id"),
+        fresh.filter(RANDOM_CHECK).order_by("id"),
         fresh.filter(ambiguity__isnull=False).order_by("-ambiguity", "id"),
         fresh.filter(ambiguity__isnull=True).order_by("id"),
     ]

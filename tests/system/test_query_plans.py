@@ -88,7 +88,8 @@ def test_the_queue_claims_and_counts_from_the_queue_index(project, lead):
             cursor.execute(f"EXPLAIN UPDATE annotation_item SET claimed_by_id = NULL {where}", params)
             shown = "\n".join(row[0] for row in cursor.fetchall())
     # The held item comes from the claimed_by index; every candidate part from the queue's partial indexes.
-    assert "item_queue_order" in shown and "item_second_opinions" in shown and "Seq Scan" not in shown
+    assert "item_queue_order" in shown and "item_second_opinions" in shown and "item_queue_checks" in shown
+    assert "Seq Scan" not in shown
     # The counters: the waiting count from the queue index, the annotator's own reviews since today from theirs.
     now = timezone.now()
     sql, params = queue._PROGRESS.sql(project=project.pk, user=lead.pk, now=now, day_start=now, hour_ago=now,

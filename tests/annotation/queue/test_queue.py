@@ -44,6 +44,20 @@ def test_it_serves_the_most_ambiguous_first_then_unscored_items_by_id(project, a
     assert queue.queue_claim(project=project, user=annotator) is None
 
 
+def test_random_checks_come_before_the_ambiguous_items_by_id(project, annotator):
+    """Audits and calibration items are the certificate's evidence: served first, whatever their ambiguity."""
+    high = make_item(project, ambiguity=0.9)
+    audit = make_item(project, ambiguity=0.01, is_audit=True)
+    calibration = make_item(project, ambiguity=0.3, is_calibration=True)
+    make_item(project, status=Status.ACCEPTED, ambiguity=0.02, is_audit=True)  # decided: not in the queue
+    make_item(project, ambiguity=0.02, is_calibration=True, archived_at=timezone.now())
+    order = []
+    while (item := queue.queue_claim(project=project, user=annotator)) is not None:
+        order.append(item.id)
+        review(project, annotator, item)
+    assert order == [audit.id, calibration.id, high.id]
+
+
 def test_a_reload_returns_the_item_already_held_and_renews_its_lease(project, annotator):
     make_item(project, ambiguity=0.5)
     make_item(project, ambiguity=0.4)
