@@ -741,9 +741,8 @@ def _calibration_marks(*, project: Project, rows: list[_Row], amb: np.ndarray, b
             samples[cohort] = _Calibration(size=len(drawn), flagged=bool(len(drawn)))
             mark = {"rate": round(len(drawn) / len(ids), 6) if len(ids) else 0.0, "drawn_upto": newest.get(cohort, 0),
                     "upto": None}
-        elif "drawn_upto" not in mark:  # routed before marks existed: every item so far counts as covered
-            mark = {"rate": round(samples[cohort].size / max(1, labelled.get(cohort, 0)), 6),
-                    "drawn_upto": newest.get(cohort, 0), "upto": newest.get(cohort, 0)}
+        elif "drawn_upto" not in mark:
+            mark = _marks_begun(cohort, samples[cohort], newest, labelled)
         else:
             ids_now = np.fromiter((rows[i].id for i in ids.tolist()), dtype=np.int64, count=len(ids))
             fresh = ids[ids_now > mark["drawn_upto"]]
@@ -760,10 +759,18 @@ def _calibration_marks(*, project: Project, rows: list[_Row], amb: np.ndarray, b
                 mark["drawn_upto"] = newest.get(cohort, mark["drawn_upto"])
         marks[cohort] = mark
     for cohort, sample in samples.items():
-        mark = marks.setdefault(cohort, dict((before.get(cohort) or {}).get("marks") or {}))
-        if sample.complete or (not sample.flagged and mark):
-            mark["upto"] = mark.get("drawn_upto")
+        if cohort not in marks:
+            mark = dict((before.get(cohort) or {}).get("marks") or {})
+            marks[cohort] = mark if "drawn_upto" in mark else _marks_begun(cohort, sample, newest, labelled)
+        if sample.complete:
+            marks[cohort]["upto"] = marks[cohort]["drawn_upto"]
     return marks
+
+
+def _marks_begun(cohort: str, sample: _Calibration, newest: dict, labelled: dict) -> dict:
+    """The marks of a cohort routed before they existed: every item it has so far counts as covered by its sample."""
+    return {"rate": round(sample.size / max(1, labelled.get(cohort, 0)), 6), "drawn_upto": newest.get(cohort, 0),
+            "upto": newest.get(cohort, 0) if sample.complete else None}
 
 
 def _calibration_samples(*, project: Project) -> dict[str, _Calibration]:

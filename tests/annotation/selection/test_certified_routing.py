@@ -294,6 +294,27 @@ def test_items_imported_into_a_calibrated_cohort_get_their_share_of_the_sample_a
     assert not mine.filter(status=Status.PROPOSED).exists()
 
 
+def test_a_project_routed_before_the_marks_existed_keeps_calibrating_then_starts_them(project, annotator):
+    make_pool(project, n_per_class=60, wrong=(), abstain=())
+    policy(project, target_accuracy=0.9, audit_rate=0.0)
+    selection_run_round(project=project)
+    flagged = calibration_items(project)
+    state = Project.objects.get(pk=project.pk).routing_state
+    for cohort in state["cohorts"].values():
+        del cohort["marks"], cohort["topping_up"]  # the state as an older version wrote it
+    Project.objects.filter(pk=project.pk).update(routing_state=state)
+    review_with_gold(project, annotator, flagged[:-1])
+    selection_run_round(project=project)
+    state = Project.objects.get(pk=project.pk).routing_state
+    assert state["phase"] == "calibrating" and state["cohorts"]["import"]["marks"]["upto"] is None
+    assert not Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).exists()
+    review_with_gold(project, annotator, flagged[-1:])
+    selection_run_round(project=project)
+    state = Project.objects.get(pk=project.pk).routing_state
+    assert state["cohorts"]["import"]["marks"]["upto"] == Item.objects.filter(project=project).latest("id").pk
+    assert Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).exists()
+
+
 def test_a_job_whose_labels_fail_calibration_is_never_auto_accepted_while_others_are(project, annotator):
     make_pool(project, n_per_class=60, wrong=(), abstain=())
     policy(project, target_accuracy=0.9, audit_rate=0.0)
