@@ -625,6 +625,7 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
     pending = sum(1 for i in open_idx.tolist() if rows[i].proposed is not None and not movable[i])
     del movable
     eligible = np.fromiter((i for i in usable.tolist() if rows[i].cohort not in unreliable), dtype=int)
+    usable_cohorts = {rows[i].cohort for i in eligible.tolist()}
     review = set() if project.routing_mode == RoutingMode.TARGET else _review_set(project, rows, amb, open_idx)
     # Audit draws inside the region go to people: the fill counts them so, and ``_target`` sends them.
     drawn = np.zeros(len(rows), bool)
@@ -641,6 +642,11 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
     allowed[order[:fill.auto]] = True
     if fill.reach is not None:
         state["region"] = {"checks": fill.region_checks, "wrong": fill.region_errors, "reach": _rounded(fill.reach)}
+        # Of those, the calibration samples' (the rest are audits): the two are drawn from different populations
+        # (every item of the cohort; items that entered the region unreviewed), which bench/RESULTS.md compares.
+        inside = [sampled[c].within(fill.reach) for c in sampled if c in usable_cohorts]
+        state["region"] |= {"calibration_checks": int(sum(n for n, _ in inside)),
+                            "calibration_wrong": int(sum(k for _, k in inside))}
         pooled = [c for c in checks.values() if len(c)]
         if pooled:  # the calibrated p(error) of the most ambiguous item auto-accepted: what the target allows
             model = error_model_fit(reviewed_ambiguity=np.concatenate([c.ambiguity for c in pooled]),

@@ -1,0 +1,90 @@
+"""How soon could any 95% certificate stop, given how the LLM's errors spread over the ambiguity ranking?
+
+    python bench/certificate_limit.py LOG [LOG ...] [--target 0.98] [--calibration 189]
+
+Reads the per-round lines of ``bench/annotation_efficiency.py --certified`` runs (each round logs how many items were
+auto-accepted and their true accuracy, gold known) and fits the error rate of the auto-accepted region against its
+size, r(A), by least squares on the rounds after calibration. Then, for several audit rates a, it finds the largest
+region A whose one-sided 95% Jeffreys bound holds the target when the bound is fed the *expected* errors among its
+checks: k = r(A) n, with n = a A audits plus the calibration sample's share A / N of ``--calibration`` items:
+
+    A (1 - a) upper95(k, n) <= (1 - target) N
+
+People review everything outside the region plus the audits inside it, so the reviews at that stop are
+N - A + a A. This is a model, not a run: an estimator that knew the region's true error rate up to the binomial
+uncertainty of its checks could not stop sooner. Compared with the reviews the same runs needed to first reach the
+target with gold known ("hindsight"), it says how far above hindsight a valid 95% certificate must stop on this data.
+The last line printed is one JSON object.
+"""
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import beta
+
+LINE = re.compile(r"auto-accepted (\d+), region \{[^}]*\}, true ([\d.]+), auto true ([\d.]+)")
+HINDSIGHT = re.compile(r"stopped \w+ after (\d+) reviews, true accuracy \S+, hindsight (\d+)")
+ROWS = re.compile(r": (\d+) rows, LLM accuracy")
+
+
+def read(paths: list[Path]) -> tuple[int, list[tuple[int, float]], list[float]]:
+    n, points, hindsight = 0, [], []
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        rows = ROWS.search(text)
+        n = int(rows.group(1)) if rows else n
+        for match in LINE.finditer(text):
+            points.append((int(match.group(1)), 1 - float(match.group(3))))
+        hindsight += [int(m.group(2)) / n for m in HINDSIGHT.finditer(text)]
+    return n, points, hindsight
+
+
+def best_stop(*, n: int, rate, audit_rate: float, calibration: int, target: float) -> tuple[int, float]:
+    """(region size, reviews as a share of n) of the soonest stop the model allows."""
+    allowance = (1 - target) * n
+    best = (0, 1.0)
+    for size in range(50, n, 25):
+        checks = audit_rate * size + calibration * size / n
+        errors = rate(size) * checks
+        upper = beta.ppf(0.95, errors + 0.5, checks - errors + 0.5)
+        if size * (1 - audit_rate) * upper <= allowance:
+            reviews = (n - size + audit_rate * size) / n
+            if reviews < best[1]:
+                best = (size, reviews)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("logs", type=Path, nargs="+")
+    parser.add_argument("--target", type=float, default=0.98)
+    parser.add_argument("--calibration", type=int, default=189, help="the calibration sample's size")
+    args = parser.parse_args()
+    n, points, hindsight = read(args.logs)
+    sizes = np.array([p[0] for p in points], dtype=float)
+    errors = np.array([p[1] for p in points])
+    slope, intercept = np.polyfit(sizes, errors, 1)
+
+    def rate(size: float) -> float:
+        return max(1e-4, intercept + slope * size)
+
+    print(f"{len(points)} rounds, n = {n}: r(A) = {intercept:.4f} + {slope * 1000:.5f} A/1000 "
+          f"(r at 3,000 / 4,000 / 5,000: {rate(3000):.4f} / {rate(4000):.4f} / {rate(5000):.4f})")
+    median_hindsight = float(np.median(hindsight)) if hindsight else None
+    stops = {}
+    for audit_rate in (0.02, 0.05, 0.1, 0.15, 0.2):
+        size, reviews = best_stop(n=n, rate=rate, audit_rate=audit_rate, calibration=args.calibration,
+                                  target=args.target)
+        ratio = reviews / median_hindsight if median_hindsight else None
+        stops[str(audit_rate)] = {"region": size, "reviews": round(reviews, 4),
+                                  "over_hindsight": round(ratio, 3) if ratio else None}
+        print(f"audit rate {audit_rate:.0%}: region {size}, reviews {reviews:.1%}"
+              + (f" = {ratio:.2f}x hindsight" if ratio else ""))
+    print(json.dumps({"n": n, "rounds": len(points), "rate_fit": [round(intercept, 5), round(slope, 9)],
+                      "hindsight_median": median_hindsight, "stops": stops}))
+
+
+if __name__ == "__main__":
+    main()
