@@ -613,7 +613,7 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
             else:
                 plan.targets[i] = rows[i].status
                 plan.reasons[i] = CALIBRATION_WAIT.format(done=samples[cohort].done, size=samples[cohort].size)
-    usable = np.fromiter((i for i in candidates.tolist() if not waits(i)), dtype=int)
+    usable = np.fromiter((i for i in candidates.tolist() if not waits(i)), dtype=int) if calibrating else candidates
     if not len(usable) and calibrating:
         state["phase"] = "calibrating"
         state["cap_reached"] = _apply_cap(project=project, rows=rows, amb=amb, plan=plan, decided=decided)
@@ -669,7 +669,7 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
     reach = float(amb[order[:fill.auto]].max()) if fill.auto and len(order) else -1.0
     for i in open_idx.tolist():
         if (rows[i].busy and rows[i].proposed is not None and i not in review and amb[i] <= reach
-                and rows[i].cohort not in unreliable and not waits(i)):
+                and rows[i].cohort not in unreliable and not (calibrating and waits(i))):
             plan.targets[i] = Status.AUTO_ACCEPTED
     state["cap_reached"] = _apply_cap(project=project, rows=rows, amb=amb, plan=plan, decided=decided)
     counts.state = state | {"checks_seen": checks}
