@@ -27,6 +27,12 @@ def act(client, project, item, action, htmx=False, **data):
     return client.post(reverse("queue_review", args=[project.id, item.id]), payload, headers=HX if htmx else {})
 
 
+def test_a_calibration_item_says_so(logged_in, project, annotator):
+    make_item(project, "A random pick", is_calibration=True)
+    body = logged_in.get(queue_url(project)).content.decode()
+    assert "A random pick" in body and "calibration sample" in body and "audit sample" not in body
+
+
 def test_the_queue_page_shows_the_claimed_item_with_its_keys(logged_in, project, annotator):
     item = make_item(project, "Is this a good movie?", llm_confidence=0.62, route_reason="LLM and model disagree",
                      model_scores={"margin": 0.12345, "disagreement": True, "note": "<b>raw</b>"},
