@@ -55,6 +55,12 @@ def test_the_estimate_counts_only_the_checks_in_the_range_now_auto_accepted(clie
     client.force_login(lead)
     body = client.get(reverse("routing", args=[project.id])).content.decode()
     assert "98.0% right" in body and "from 50 random checks" in body
+    # With 30 or more audits in the range, the audits alone: 40 of them, 1 wrong.
+    Project.objects.filter(pk=project.pk).update(routing_state={
+        "phase": "not_yet", "target": 0.9, "remaining": 3,
+        "region": {"checks": 50, "wrong": 1, "reach": 0.2, "calibration_checks": 10, "calibration_wrong": 0}})
+    body = client.get(reverse("routing", args=[project.id])).content.decode()
+    assert "97.5% right" in body and "from 40 audits in" in body
 
 
 def test_it_warns_plainly_when_paused_and_the_lead_resumes(client, project, lead):

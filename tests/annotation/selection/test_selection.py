@@ -304,6 +304,21 @@ def test_accuracy_estimate_combines_reviewed_and_audited(project):
     assert d_low == pytest.approx((50 + 950 * low) / 1000) and d_high == pytest.approx((50 + 950 * high) / 1000)
 
 
+@pytest.mark.parametrize("calibration,kind,right,n", [
+    (60, "audits", 38, 40),  # 40 audits in the range: they alone (2 of them wrong)
+    (80, "random checks", 90, 100),  # 20 audits: too few, every check in the range counts
+    (None, "random checks", 90, 100),  # a state written before the split: every check
+])
+def test_the_shown_estimate_counts_the_audits_alone_once_there_are_enough(project, calibration, kind, right, n):
+    region = {"checks": 100, "wrong": 10, "reach": 0.2}
+    if calibration is not None:
+        region |= {"calibration_checks": calibration, "calibration_wrong": 8}
+    Project.objects.filter(pk=project.pk).update(routing_state={"phase": "not_yet", "target": 0.98, "region": region})
+    project.refresh_from_db()
+    checks = accuracy_estimate(project=project).audits
+    assert (checks.kind, checks.successes, checks.n) == (kind, right, n)
+
+
 def test_rejected_audits_count_as_llm_errors(project):
     make_item(project, "rejected audit", status=Status.REJECTED, proposed=("positive",), is_audit=True)
     assert selection.audit_proportion(project=project).successes == 0
