@@ -251,6 +251,7 @@ def audit_accuracy_estimate(*, project: Project) -> dict:
     waiting = _live_items(project).filter(is_audit=True, status=Status.NEEDS_REVIEW).count()
     return {
         "n": estimate.audits.n,
+        "kind": estimate.audits.kind,  # "audits" or "random checks" (calibration items and audits)
         "correct": estimate.audits.successes,
         "waiting": waiting,
         "accuracy": estimate.auto_accepted_accuracy,

@@ -121,6 +121,7 @@ def test_accuracy_estimate_from_audits(project, annotator):
     make_item(project, "auto", status=Status.AUTO_ACCEPTED)
     estimate = dashboard.audit_accuracy_estimate(project=project)
     assert (estimate["n"], estimate["correct"], estimate["waiting"]) == (9, 7, 1)
+    assert estimate["kind"] == "random checks"  # no round has routed the project: every completed audit
     assert estimate["accuracy"] == pytest.approx(7 / 9)
     assert (estimate["low"], estimate["high"]) == pytest.approx(wilson_interval(7, 9))
     # 9 accepted by people count as right, the one auto-accepted item at 7/9
