@@ -41,6 +41,18 @@ def test_simultaneous_claims_get_different_items(team):
     assert {pk: name for name, pk in results.items()} == held
 
 
+def test_simultaneous_claims_take_the_random_checks_first_and_different_ones(team):
+    """The queue's checks part (calibration items and audits, served first) is claimed like the rest: annotators
+    asking at the same moment get different checks before any ambiguous item."""
+    project, users = team
+    for i in range(WORKERS * 2):
+        make_item(project, ambiguity=0.9 + i / 100)
+    checks = {make_item(project, ambiguity=0.01, is_audit=i % 2 == 0, is_calibration=i % 2 == 1).pk
+              for i in range(WORKERS)}
+    results = run_in_threads(lambda user: queue.queue_claim(project=project, user=user).pk, users)
+    assert set(results.values()) == checks
+
+
 def test_annotators_working_through_the_queue_review_each_item_once(team):
     project, users = team
     items = [make_item(project, ambiguity=(i % 7) / 7) for i in range(30)]
