@@ -625,18 +625,20 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
     pending = sum(1 for i in open_idx.tolist() if rows[i].proposed is not None and not movable[i])
     del movable
     eligible = np.fromiter((i for i in usable.tolist() if rows[i].cohort not in unreliable), dtype=int)
-    usable_cohorts = {rows[i].cohort for i in eligible.tolist()}
+    eligible_cohorts = [rows[i].cohort for i in eligible.tolist()]
     review = set() if project.routing_mode == RoutingMode.TARGET else _review_set(project, rows, amb, open_idx)
-    # Audit draws inside the region go to people: the fill counts them so, and ``_target`` sends them.
+    # Audit draws inside the region go to people: the fill counts them so, and ``_target`` sends them; so do budget
+    # and threshold mode's review picks.
     drawn = np.zeros(len(rows), bool)
     if project.audit_rate > 0:
         drawn[eligible] = np.fromiter((audit_draw(project, rows[i].id) < project.audit_rate
                                        for i in eligible.tolist()), dtype=bool, count=len(eligible))
-    fill = target_fill(checks=checks, candidates=amb[eligible], cohorts=[rows[i].cohort for i in eligible.tolist()],
+    to_people = drawn[eligible]
+    if review:
+        to_people = to_people | np.isin(eligible, np.fromiter(review, dtype=int, count=len(review)))
+    fill = target_fill(checks=checks, candidates=amb[eligible], cohorts=eligible_cohorts,
                        human_kept=accepted + keep_share * (pending + len(usable) - len(eligible)),
-                       keep_share=keep_share, target=target_accuracy,
-                       to_people=drawn[eligible] | np.fromiter((i in review for i in eligible.tolist()), dtype=bool,
-                                                               count=len(eligible)))
+                       keep_share=keep_share, target=target_accuracy, to_people=to_people)
     order = eligible[np.argsort(amb[eligible], kind="stable")]
     allowed = np.zeros(len(rows), bool)
     allowed[order[:fill.auto]] = True
@@ -644,7 +646,7 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
         state["region"] = {"checks": fill.region_checks, "wrong": fill.region_errors, "reach": _rounded(fill.reach)}
         # Of those, the calibration samples' (the rest are audits): the two are drawn from different populations
         # (every item of the cohort; items that entered the region unreviewed), which bench/RESULTS.md compares.
-        inside = [sampled[c].within(fill.reach) for c in sampled if c in usable_cohorts]
+        inside = [sampled[c].within(fill.reach) for c in set(eligible_cohorts) if c in sampled]
         state["region"] |= {"calibration_checks": int(sum(n for n, _ in inside)),
                             "calibration_wrong": int(sum(k for _, k in inside))}
         pooled = [c for c in checks.values() if len(c)]
