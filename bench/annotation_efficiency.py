@@ -18,8 +18,8 @@ reviewed). The curve uses seed 0 and no audits (audits are measured separately: 
 
 Baselines are orderings of the same items: random, by LLM confidence (lowest first; null without a confidence
 column), and the oracle that reviews exactly the LLM's errors (the limit). ``audit_coverage``: over ``--seeds`` fresh
-projects, one round with the default 5% audit rate, the audits reviewed, and the share of seeds whose 95% Wilson
-interval holds the true accuracy of the items left auto-accepted.
+projects, one round with the default 5% audit rate, the audits reviewed, and the share of seeds whose 95%
+Clopper-Pearson interval holds the true accuracy of the items left auto-accepted.
 
 ``--certified``: over ``--seeds`` fresh projects under the default policy (target mode, ``--target``, the default
 audit rate), the reviewer works the queue a batch at a time with a round after each batch, until the round's phase
@@ -33,9 +33,9 @@ reviews at which "unreliable" was declared (null when no seed declared it) and t
 auto-accepted before it was declared (over the whole run when it was not). Coverage over rounds, not only the first:
 ``bound_coverage`` is the share of rounds (all seeds, from the first with a bound) whose declared lower bound was at
 or below the curated dataset's true accuracy then; ``audit_coverage_over_rounds`` the share whose shown estimate of the
-auto-accepted items (``estimates.accuracy_estimate``: the random checks in the range auto-accepted, 95% Wilson, 10
-checks or more) held their true accuracy then. ``--certified-only`` skips the
-curve and the one-round audit coverage.
+auto-accepted items (``estimates.accuracy_estimate``: the random checks in the range auto-accepted, 95%
+Clopper-Pearson, 10 checks or more) held their true accuracy then. ``--certified-only`` skips the curve and the
+one-round audit coverage.
 
 The last line printed is one JSON object: dataset, n, llm_accuracy, reviews_to, baselines, audit_coverage (plus
 weak_labels when used, and certified and unreliable with ``--certified``). Shares are of n.

@@ -244,7 +244,8 @@ def coverage_compute(*, project: Project, labels: list[str]) -> list[dict]:
 
 def audit_accuracy_estimate(*, project: Project) -> dict:
     """The selection module's audit-based estimate (annotation/selection/estimates.py) for the dashboard: accuracy of
-    auto-accepted items and of the whole dataset, each with its 95% Wilson interval, plus the audits still waiting."""
+    auto-accepted items and of the whole dataset, each with its 95% Clopper-Pearson interval, plus the audits still
+    waiting."""
     estimate = accuracy_estimate(project=project)
     auto = estimate.auto_accepted_interval or (None, None)
     dataset = estimate.dataset_interval or (None, None)

@@ -11,10 +11,10 @@
   bound they give, how much the target lets be auto-accepted, and when a cohort's LLM labels are unreliable (pure
   numpy/scipy). ``rounds.cohort_of`` names an item's cohort: the job (LLM, prompt, model) or the import behind its
   label.
-- ``estimates``: accuracy of auto-accepted items and of the whole dataset from the audit sample (Wilson intervals);
-  ``routing_sentences``, the routing state (``Project.routing_state``) in the sentences lead pages show.
+- ``estimates``: accuracy of auto-accepted items and of the whole dataset from the random checks (Clopper-Pearson
+  intervals); ``routing_sentences``, the routing state (``Project.routing_state``) in the sentences lead pages show.
 """
-from annotation.selection.estimates import accuracy_estimate, audit_proportion, routing_overview, wilson_interval
+from annotation.selection.estimates import accuracy_estimate, audit_proportion, exact_interval, routing_overview
 from annotation.selection.rounds import (
     COHORT_FIELDS,
     auto_accept_decide,
@@ -31,6 +31,7 @@ __all__ = [
     "cohort_of",
     "accuracy_estimate",
     "audit_proportion",
+    "exact_interval",
     "routing_overview",
     "auto_accept_decide",
     "selection_maybe_schedule",
@@ -38,5 +39,4 @@ __all__ = [
     "selection_reviews_since_last_round",
     "selection_round_due",
     "selection_run_round",
-    "wilson_interval",
 ]

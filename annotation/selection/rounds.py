@@ -80,7 +80,7 @@ from annotation.selection.calibration import (
     llm_unreliable,
     target_fill,
 )
-from annotation.selection.estimates import wilson_interval
+from annotation.selection.estimates import exact_interval
 from annotation.selection.features import featurize
 from synthstudio.lib.draws import stable_draw
 from synthstudio.lib.prepared import Prepared
@@ -830,7 +830,7 @@ def _llm_accuracy(right: int, n: int) -> dict | None:
     """How often the LLM's label stood on the calibration sample (a random sample: an unbiased estimate)."""
     if not n:
         return None
-    low, high = wilson_interval(right, n)
+    low, high = exact_interval(right, n)
     return {"right": right, "n": n, "low": round(low, 4), "high": round(high, 4)}
 
 

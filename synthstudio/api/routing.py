@@ -31,7 +31,7 @@ def round_latest(request, project_id: int):
 
 
 @router.get("/projects/{project_id}/routing/estimates", response=EstimatesOut,
-            summary="Accuracy of the auto-accepted items and of the dataset, from the audit sample (95% Wilson)")
+            summary="Accuracy of the auto-accepted items and of the dataset, from random checks (95% Clopper-Pearson)")
 def estimates(request, project_id: int):
     project = access(request, project_id, LEAD).project
     e = selection.accuracy_estimate(project=project)

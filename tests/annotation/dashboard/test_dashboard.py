@@ -17,7 +17,7 @@ from annotation.models import (
     Source,
     Status,
 )
-from annotation.selection import wilson_interval
+from annotation.selection import exact_interval
 from tests.support.factories import make_item, make_user
 
 
@@ -123,7 +123,7 @@ def test_accuracy_estimate_from_audits(project, annotator):
     assert (estimate["n"], estimate["correct"], estimate["waiting"]) == (9, 7, 1)
     assert estimate["kind"] == "random checks"  # no round has routed the project: every completed audit
     assert estimate["accuracy"] == pytest.approx(7 / 9)
-    assert (estimate["low"], estimate["high"]) == pytest.approx(wilson_interval(7, 9))
+    assert (estimate["low"], estimate["high"]) == pytest.approx(exact_interval(7, 9))
     # 9 accepted by people count as right, the one auto-accepted item at 7/9
     assert estimate["dataset_accuracy"] == pytest.approx((9 + 7 / 9) / 10)
 
