@@ -18,8 +18,9 @@ reviewed). The curve uses seed 0 and no audits (audits are measured separately: 
 
 Baselines are orderings of the same items: random, by LLM confidence (lowest first; null without a confidence
 column), and the oracle that reviews exactly the LLM's errors (the limit). ``audit_coverage``: over ``--seeds`` fresh
-projects, one round with the default 5% audit rate, the audits reviewed, and the share of seeds whose 95%
-Clopper-Pearson interval holds the true accuracy of the items left auto-accepted.
+projects (5% audits, a 10% review budget): the calibration sample reviewed, one round that routes, its audits
+reviewed, the round those reviews call for, and the share of seeds whose shown 95% Clopper-Pearson interval (the
+random checks in the range that round auto-accepts) holds the true accuracy of the items it left auto-accepted.
 
 ``--certified``: over ``--seeds`` fresh projects under the default policy (target mode, ``--target``, the default
 audit rate), the reviewer works the queue a batch at a time with a round after each batch, until the round's phase
@@ -222,7 +223,7 @@ def learning_curve(rows: list[dict], batch: float, log) -> dict:
 
 
 def audit_coverage(rows: list[dict], seeds: int, log) -> float:
-    from annotation.models import Item, Status
+    from annotation.models import Item, Project, Status
     from annotation.selection import accuracy_estimate, selection_run_round
 
     held = counted = 0
@@ -239,11 +240,14 @@ def audit_coverage(rows: list[dict], seeds: int, log) -> float:
         for item in Item.objects.filter(project=project, is_audit=True, status=Status.NEEDS_REVIEW):
             item_review(project=project, item_id=item.pk, user=reviewer, action="accept",
                         expected_version=item.version, labels=[rows[row_of[item.pk]]["gold"]])
+        # The estimate counts the checks in the range the latest round auto-accepts: the round the audits' reviews
+        # call for counts them. Read from the project as saved (``project`` holds the state before that round).
+        selection_run_round(project=project, trigger="bench")
         auto = Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).values_list("pk", "proposed_labels")
         truth = [labels == [rows[row_of[pk]]["gold"]] for pk, labels in auto]
-        estimate = accuracy_estimate(project=project)
+        estimate = accuracy_estimate(project=Project.objects.get(pk=project.pk))
         if not truth or not estimate.audits.n:
-            log(f"audit seed {seed}: nothing auto-accepted or audited (the model could not be trained); not counted")
+            log(f"audit seed {seed}: nothing auto-accepted or no check in its range; not counted")
             continue
         counted += 1
         true_acc = sum(truth) / len(truth)
@@ -310,7 +314,9 @@ def certified(rows: list[dict], seeds: int, target: float, batch: float, log,
             curated, auto_truth = truth(project, row_of)
             if state.get("lower_bound") is not None and curated is not None:
                 bound_checks.append((state["lower_bound"], curated))
-            shown = accuracy_estimate(project=project)  # what the Routing page and the dashboard show
+            # What the Routing page and the dashboard show: the project as saved, with this round's region (the
+            # round refreshes its own copy at its start, so ``project`` holds the previous round's state).
+            shown = accuracy_estimate(project=Project.objects.get(pk=project.pk))
             if shown.auto_accepted_interval is not None and auto_truth is not None and shown.audits.n >= 10:
                 audit_checks.append((shown.auto_accepted_interval, auto_truth))
             log(f"certified seed {seed}: {time.monotonic() - started:.1f} s, reviews {run['reviews'] / n:.3f}, "
