@@ -271,6 +271,40 @@ def target_fill(*, checks, candidates: np.ndarray, human_kept: float, keep_share
                 region_checks=int(n_all[last]), region_errors=int(k_all[last]))
 
 
+def region_zones(*, checks: Checks, calibration: Checks, auto: np.ndarray, waiting: np.ndarray) -> list[dict]:
+    """The auto-accepted items (their ambiguities ``auto``) cut for the estimate people see, at the least ambiguous
+    random check drawn among them that still waits for a person (``waiting``): below it every drawn check is decided,
+    so its checks are a random sample of its items; from it up, the items that joined the range since its checks were
+    drawn, whose own checks are still waiting. Per zone: its items, the checks in its range and their errors, of them
+    the calibration sample's. One zone when nothing waits (``estimates.region_checks`` reads them)."""
+    auto = np.sort(np.nan_to_num(np.asarray(auto, dtype=float), nan=1.0))
+    if not len(auto):
+        return []
+    waiting = np.asarray(waiting, dtype=float)
+    waiting = waiting[waiting <= auto[-1]]
+    # Zones are [low, high): the top one ends above the last item so it keeps it.
+    cuts = [-np.inf, float(waiting.min()), np.inf] if len(waiting) else [-np.inf, np.inf]
+    zones = []
+    for low, high in zip(cuts, cuts[1:]):
+        high = min(high, np.nextafter(auto[-1], np.inf))
+        n, wrong = _between(checks, low, high)
+        n_cal, wrong_cal = _between(calibration, low, high)
+        zones.append({"items": _count(auto, low, high), "checks": n, "wrong": wrong, "calibration_checks": n_cal,
+                      "calibration_wrong": wrong_cal})
+    return [zone for zone in zones if zone["items"]]
+
+
+def _count(ordered: np.ndarray, low: float, high: float) -> int:
+    return int(np.searchsorted(ordered, high, side="left") - np.searchsorted(ordered, low, side="left"))
+
+
+def _between(checks: Checks, low: float, high: float) -> tuple[int, int]:
+    """(n, k) of the checks with low <= ambiguity < high."""
+    start, end = (int(np.searchsorted(checks.ambiguity, x, side="left")) for x in (low, high))
+    wrong = checks._cumulative_wrong
+    return end - start, int(wrong[end] - wrong[start])
+
+
 def llm_unreliable(*, checks: Checks, target: float, calibration: Checks | None = None) -> bool:
     """True when no region of the least ambiguous checks (``MIN_REGION_CHECKS`` or more) errs as rarely as the target
     allows: on the calibration sample alone at 95% confidence, or on every check (audits included) at 99.5% (module

@@ -15,7 +15,14 @@ and size, at the price of width; a lead reads the interval as a promise, so it i
 bound still counts both kinds of check. All audits ever reviewed would not: the range moves round after
 round, and audits drawn from an earlier, wider range held the current auto-accepted items' true accuracy in 6 of 56
 rounds on mr_gpt35 (bench/RESULTS.md). Projects routed before the certificate existed (no region recorded) fall back
-to every completed audit. The whole-dataset estimate counts items a person accepted as correct and the auto-accepted
+to every completed audit. Checks still waiting. Audits are drawn as items enter the range, and people review them after: right after a round
+that widened the range, the decided checks all come from the older, cleaner part of it, and the items that just joined
+(the most ambiguous auto-accepted) have none of their own. Counted as one sample, the checks then held the truth in 2 of
+3 budget-mode projects on sms_spam, always optimistic. So the round cuts the auto-accepted items at the least ambiguous
+random check among them still waiting (``calibration.region_zones``): below it every check drawn is decided; from it
+up, the zone is estimated from the checks that fall in it (mostly calibration items, few), and the interval combines the
+zones' exact intervals at 97.5% each (Bonferroni: both hold together at least 95% of the time), weighted by their items.
+The whole-dataset estimate counts items a person accepted as correct and the auto-accepted
 ones at that estimate, weighted by their counts; its interval carries the checks' interval over the same way.
 """
 from dataclasses import dataclass
@@ -28,18 +35,45 @@ from annotation.models import Item, Project, ScoringRound, Status
 
 
 @dataclass(frozen=True)
+class Zone:
+    """Part of the auto-accepted items and the checks counted for it (``calibration.region_zones``)."""
+
+    items: int
+    successes: int
+    n: int
+
+
+@dataclass(frozen=True)
 class Proportion:
     successes: int
     n: int
     kind: str = "random checks"  # what was counted, in the words the Routing page uses
+    # With random checks still waiting among the auto-accepted items: the items below the least ambiguous of them and
+    # those from it up, each estimated from its own checks (module docstring). Empty: one sample for all.
+    zones: tuple[Zone, ...] = ()
 
     @property
     def value(self) -> float | None:
-        return self.successes / self.n if self.n else None
+        if not self.n:
+            return None
+        if not self.zones:
+            return self.successes / self.n
+        # A zone without a check of its own is taken at the rate of all counted checks; its interval is [0, 1].
+        shares = [z.successes / z.n if z.n else self.successes / self.n for z in self.zones]
+        return sum(z.items * share for z, share in zip(self.zones, shares)) / sum(z.items for z in self.zones)
 
     @property
     def interval(self) -> tuple[float, float] | None:
-        return exact_interval(self.successes, self.n)
+        if not self.zones:
+            return exact_interval(self.successes, self.n)
+        if not self.n:
+            return None
+        # Bonferroni: each zone's interval at 1 - 5%/zones, so all hold together at least 95% of the time.
+        confidence = 1 - 0.05 / len(self.zones)
+        ends = [exact_interval(z.successes, z.n, confidence) or (0.0, 1.0) for z in self.zones]
+        items = sum(z.items for z in self.zones)
+        return (sum(z.items * low for z, (low, _) in zip(self.zones, ends)) / items,
+                sum(z.items * high for z, (_, high) in zip(self.zones, ends)) / items)
 
 
 def exact_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
@@ -127,6 +161,8 @@ def region_checks(*, project: Project) -> Proportion:
     if not state.get("phase"):
         return audit_proportion(project=project)
     region = state.get("region") or {}
+    if region.get("zones"):
+        return _zoned(region["zones"])
     n, wrong = int(region.get("checks") or 0), int(region.get("wrong") or 0)
     if region.get("calibration_checks") is not None:
         audits = n - int(region["calibration_checks"])
@@ -134,6 +170,24 @@ def region_checks(*, project: Project) -> Proportion:
             return Proportion(successes=audits - (wrong - int(region.get("calibration_wrong") or 0)), n=audits,
                               kind="audits")
     return Proportion(successes=n - wrong, n=n)
+
+
+def _zoned(zones: list[dict]) -> Proportion:
+    """Each zone's checks as ``region_checks`` counts a region's: its audits alone once there are ``AUDITS_ALONE``."""
+    counted, audits_only = [], True
+    for zone in zones:
+        n, wrong = int(zone["checks"]), int(zone["wrong"])
+        audits = n - int(zone["calibration_checks"])
+        if audits >= AUDITS_ALONE:
+            n, wrong = audits, wrong - int(zone["calibration_wrong"])
+        else:
+            audits_only = False
+        counted.append(Zone(items=int(zone["items"]), successes=n - wrong, n=n))
+    kind = "audits" if audits_only else "random checks"
+    if len(counted) == 1:
+        return Proportion(successes=counted[0].successes, n=counted[0].n, kind=kind)
+    return Proportion(successes=sum(z.successes for z in counted), n=sum(z.n for z in counted), kind=kind,
+                      zones=tuple(counted))
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,7 @@ from annotation.selection.calibration import (
     dataset_bound,
     error_model_fit,
     llm_unreliable,
+    region_zones,
     target_fill,
 )
 from annotation.selection.estimates import exact_interval
@@ -674,7 +675,7 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
                 and rows[i].cohort not in unreliable and not (calibrating and waits(i))):
             plan.targets[i] = Status.AUTO_ACCEPTED
     state["cap_reached"] = _apply_cap(project=project, rows=rows, amb=amb, plan=plan, decided=decided)
-    counts.state = state | {"checks_seen": checks}
+    counts.state = state | {"checks_seen": checks, "calibration_seen": sampled}
     return plan
 
 
@@ -855,7 +856,7 @@ def _apply_cap(*, project: Project, rows: list[_Row], amb: np.ndarray, plan: _Pl
 def _certify(*, project: Project, state: dict, current: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """After routing: is the dataset, as it now stands, at the target with 95% confidence? ``current``: this round's
     ambiguity (NaN: not scored) of the item ids in the first array, where the rows may show an older one."""
-    checks = state.pop("checks_seen")
+    checks, calibration = state.pop("checks_seen"), state.pop("calibration_seen", None)
     items = Item.objects.filter(project=project, archived_at__isnull=True)
     waiting = items.filter(status__in=(Status.PROPOSED, Status.NEEDS_REVIEW)).count()
     state["remaining"] = waiting
@@ -878,10 +879,35 @@ def _certify(*, project: Project, state: dict, current: tuple[np.ndarray, np.nda
         auto = np.where(np.isnan(fresh), auto, fresh)
     estimate, lower = dataset_bound(checks=checks, auto_ambiguity=auto, human_kept=accepted, cohorts=cohorts)
     state.update(estimate=_rounded(estimate), lower_bound=_rounded(lower), auto_accepted=len(auto))
+    if state.get("region") is not None:
+        state["region"]["zones"] = _zones(items=items, checks=checks, calibration=calibration, auto=auto,
+                                          cohorts=set(cohorts), current=current)
     if state.get("phase") not in ("unreliable", "calibrating"):
         reached = not waiting and lower is not None and lower >= project.target_accuracy
         state["phase"] = "reached" if reached else "not_yet"
     return state
+
+
+def _zones(*, items, checks: dict, calibration: dict, auto: np.ndarray, cohorts: set, current) -> list[dict]:
+    """The auto-accepted items in the zones the shown estimate counts (``calibration.region_zones``): cut where the
+    least ambiguous random check among them still waits for a person."""
+    def merged(by_cohort: dict) -> Checks:
+        own = [c for cohort, c in by_cohort.items() if cohort in cohorts]
+        return Checks.of(ambiguity=np.concatenate([c.ambiguity for c in own] or [np.zeros(0)]),
+                         wrong=np.concatenate([c.wrong for c in own] or [np.zeros(0, bool)]))
+
+    ids, waiting = array("q"), array("d")
+    for pk, a, job, labelling in (items.filter(status__in=(Status.PROPOSED, Status.NEEDS_REVIEW))
+                                  .filter(Q(is_audit=True) | Q(is_calibration=True)).exclude(proposed_labels=[])
+                                  .values_list("id", "ambiguity", *COHORT_FIELDS).iterator()):
+        if cohort_of(job, labelling) in cohorts:
+            ids.append(pk)
+            waiting.append(1.0 if a is None else a)
+    waiting = np.array(waiting, dtype=float)
+    if current is not None and len(ids):
+        fresh = values_by_id(*current, np.frombuffer(ids, dtype=np.int64))
+        waiting = np.where(np.isnan(fresh), waiting, fresh)
+    return region_zones(checks=merged(checks), calibration=merged(calibration or {}), auto=auto, waiting=waiting)
 
 
 def score_signals(scores, i: int, row: _Row) -> dict:

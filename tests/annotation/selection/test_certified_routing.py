@@ -127,6 +127,31 @@ def test_a_bound_an_audit_breaks_sends_the_state_back(project, annotator):
     assert Item.objects.filter(pk__in=auto, status=Status.NEEDS_REVIEW).exists()
 
 
+def test_the_round_counts_the_items_whose_audits_wait_apart_from_those_whose_checks_are_decided(project, annotator):
+    make_pool(project, n_per_class=60, abstain=())
+    policy(project, target_accuracy=0.8, audit_rate=0.2)
+    selection_run_round(project=project)
+    review_with_gold(project, annotator, calibration_items(project))
+    selection_run_round(project=project)  # routes: audits drawn among the items it auto-accepts, none reviewed yet
+    region = Project.objects.get(pk=project.pk).routing_state["region"]
+    auto = list(Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).values_list("ambiguity", flat=True))
+    waiting = list(Item.objects.filter(project=project, is_audit=True, status=Status.NEEDS_REVIEW)
+                   .values_list("ambiguity", flat=True))
+    assert auto and waiting and min(waiting) <= max(auto)
+    below = [zone for zone in region["zones"] if zone is not region["zones"][-1]]
+    assert sum(zone["items"] for zone in region["zones"]) == len(auto)
+    assert sum(zone["items"] for zone in below) == sum(a < min(waiting) for a in auto)
+    # The audits reviewed, the next round finds none waiting among what it auto-accepts: one zone, every check.
+    review_with_gold(project, annotator, Item.objects.filter(project=project, is_audit=True,
+                                                             status=Status.NEEDS_REVIEW))
+    selection_run_round(project=project)
+    region = Project.objects.get(pk=project.pk).routing_state["region"]
+    waiting = list(Item.objects.filter(project=project, status=Status.NEEDS_REVIEW, is_audit=True)
+                   .values_list("ambiguity", flat=True))
+    auto = list(Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).values_list("ambiguity", flat=True))
+    assert len(region["zones"]) == (2 if waiting and min(waiting) <= max(auto) else 1)
+
+
 def weak_pool(project, n=120):
     """Texts that say nothing about their label, and an LLM right on 3 of every 10: no subset of its labels is good."""
     words = ["table", "river", "window", "paper", "stone", "cloud", "garden", "engine"]

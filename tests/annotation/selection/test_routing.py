@@ -61,6 +61,16 @@ def test_the_estimate_counts_only_the_checks_in_the_range_now_auto_accepted(clie
         "region": {"checks": 50, "wrong": 1, "reach": 0.2, "calibration_checks": 10, "calibration_wrong": 0}})
     body = client.get(reverse("routing", args=[project.id])).content.decode()
     assert "97.5% right" in body and "from 40 audits in" in body
+    assert "still wait for a person" not in body
+    # Audits drawn among the items that joined the range wait: those items are a zone of their own, and it says so.
+    zones = [{"items": 70, "checks": 50, "wrong": 1, "calibration_checks": 10, "calibration_wrong": 0},
+             {"items": 10, "checks": 2, "wrong": 1, "calibration_checks": 2, "calibration_wrong": 1}]
+    Project.objects.filter(pk=project.pk).update(routing_state={
+        "phase": "not_yet", "target": 0.9, "remaining": 3,
+        "region": {"checks": 52, "wrong": 2, "reach": 0.3, "calibration_checks": 12, "calibration_wrong": 1,
+                   "zones": zones}})
+    body = client.get(reverse("routing", args=[project.id])).content.decode()
+    assert "from 42 random checks in" in body and "still wait for a person" in body
 
 
 def test_it_warns_plainly_when_paused_and_the_lead_resumes(client, project, lead):

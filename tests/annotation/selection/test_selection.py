@@ -368,3 +368,25 @@ def test_the_task_runs_a_due_round_and_skips_one_that_is_not(project, annotator)
     assert selection_round.run(project.pk) is None
     assert selection_round.run(project.pk, force=True) is not None
     assert ScoringRound.objects.filter(project=project, state=ScoringRound.State.DONE).count() == 1
+
+
+def test_the_shown_estimate_counts_each_zone_of_the_range_on_its_own_checks(project):
+    zones = [{"items": 900, "checks": 60, "wrong": 1, "calibration_checks": 20, "calibration_wrong": 1},
+             {"items": 100, "checks": 5, "wrong": 2, "calibration_checks": 5, "calibration_wrong": 2}]
+    Project.objects.filter(pk=project.pk).update(routing_state={
+        "phase": "not_yet", "target": 0.98, "region": {"checks": 65, "wrong": 3, "reach": 0.3, "zones": zones}})
+    project.refresh_from_db()
+    checks = accuracy_estimate(project=project).audits
+    # The first zone by its 40 audits alone (none wrong), the second by its 5 calibration items (2 wrong).
+    assert (checks.kind, checks.successes, checks.n) == ("random checks", 43, 45)
+    assert checks.value == pytest.approx((900 * 1.0 + 100 * 3 / 5) / 1000)
+    # Each zone's exact interval at 97.5% (two zones), weighted by its items.
+    first, second = exact_interval(40, 40, 0.975), exact_interval(3, 5, 0.975)
+    assert checks.interval == pytest.approx(((900 * first[0] + 100 * second[0]) / 1000,
+                                             (900 * first[1] + 100 * second[1]) / 1000))
+    # One zone (nothing waits): the region's checks as before.
+    Project.objects.filter(pk=project.pk).update(routing_state={
+        "phase": "not_yet", "target": 0.98, "region": {"checks": 65, "wrong": 3, "reach": 0.3, "zones": zones[:1]}})
+    project.refresh_from_db()
+    checks = accuracy_estimate(project=project).audits
+    assert (checks.kind, checks.successes, checks.n, checks.zones) == ("audits", 40, 40, ())
