@@ -62,6 +62,7 @@ from annotation.items.services import ItemChange, items_apply_overlap, items_cha
 from annotation.models import (
     FINAL_STATUSES,
     HUMAN_DECISIONS,
+    RANDOM_CHECK,
     Item,
     Project,
     Review,
@@ -897,8 +898,8 @@ def _zones(*, items, checks: dict, calibration: dict, auto: np.ndarray, cohorts:
                          wrong=np.concatenate([c.wrong for c in own] or [np.zeros(0, bool)]))
 
     ids, waiting = array("q"), array("d")
-    for pk, a, job, labelling in (items.filter(status__in=(Status.PROPOSED, Status.NEEDS_REVIEW))
-                                  .filter(Q(is_audit=True) | Q(is_calibration=True)).exclude(proposed_labels=[])
+    # Random checks wait in review (the queue's partial index ``item_queue_checks`` reads them).
+    for pk, a, job, labelling in (items.filter(RANDOM_CHECK, status=Status.NEEDS_REVIEW).exclude(proposed_labels=[])
                                   .values_list("id", "ambiguity", *COHORT_FIELDS).iterator()):
         if cohort_of(job, labelling) in cohorts:
             ids.append(pk)
