@@ -224,7 +224,7 @@ def learning_curve(rows: list[dict], batch: float, log) -> dict:
 
 def audit_coverage(rows: list[dict], seeds: int, log) -> float:
     from annotation.models import Item, Project, Status
-    from annotation.selection import accuracy_estimate, selection_run_round
+    from annotation.selection import accuracy_estimate, exact_interval, selection_run_round
 
     held = counted = 0
     for seed in range(seeds):
@@ -253,8 +253,11 @@ def audit_coverage(rows: list[dict], seeds: int, log) -> float:
         true_acc = sum(truth) / len(truth)
         low, high = estimate.auto_accepted_interval
         held += low <= true_acc <= high
-        log(f"audit seed {seed}: {estimate.audits.n} audits, estimate {estimate.auto_accepted_accuracy:.4f} "
-            f"[{low:.4f}, {high:.4f}], true {true_acc:.4f}")
+        # The same checks as one sample (what the page showed before waiting audits split the range), for comparison.
+        one = exact_interval(estimate.audits.successes, estimate.audits.n)
+        log(f"audit seed {seed}: {estimate.audits.n} {estimate.audits.kind} in {len(estimate.audits.zones) or 1} "
+            f"zone(s), estimate {estimate.auto_accepted_accuracy:.4f} [{low:.4f}, {high:.4f}], as one sample "
+            f"[{one[0]:.4f}, {one[1]:.4f}], true {true_acc:.4f}")
     return round(held / counted, 4) if counted else None
 
 
