@@ -21,7 +21,7 @@ from scipy.stats import beta
 
 Z95 = 1.959963984540054
 AUDITS_ALONE = 30  # annotation/selection/estimates.py
-LINE = re.compile(r"certified seed (\d+): .*region (\{[^}]*\}), true \S+, auto true ([\d.]+)")
+LINE = re.compile(r"certified seed (\d+): .*region (\{.*\}), true \S+, auto true ([\d.]+)")
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
