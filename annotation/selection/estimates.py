@@ -7,23 +7,27 @@ estimates the accuracy of the auto-accepted items. Once ``AUDITS_ALONE`` audits 
 audits are drawn from items as they enter the range unreviewed, what auto-accepted items are, while the calibration
 sample was drawn from every item before the router's reviews took errors out of the range. With both, the interval
 held the auto-accepted items' true accuracy in 75 of 116 rounds on three mr_gpt35 seeds, every miss pessimistic;
-with the audits alone once there were 30, in 98 (bench/RESULTS.md). Those intervals were Wilson's, whose coverage
-falls to 86-92% when the error rate is a few per thousand and the checks number 30 to 200 (computed exactly in
-bench/RESULTS.md), where auto-accepted items are, and misses there fall on the pessimistic side: one error among few
-checks pulls the upper end below the truth. The Clopper-Pearson ("exact") interval covers at least 95% at every rate
-and size, at the price of width; a lead reads the interval as a promise, so it is the one shown. The certificate's
-bound still counts both kinds of check. All audits ever reviewed would not: the range moves round after
-round, and audits drawn from an earlier, wider range held the current auto-accepted items' true accuracy in 6 of 56
-rounds on mr_gpt35 (bench/RESULTS.md). Projects routed before the certificate existed (no region recorded) fall back
-to every completed audit. Checks still waiting. Audits are drawn as items enter the range, and people review them after: right after a round
-that widened the range, the decided checks all come from the older, cleaner part of it, and the items that just joined
-(the most ambiguous auto-accepted) have none of their own. Counted as one sample, the checks then held the truth in 2 of
-3 budget-mode projects on sms_spam, always optimistic. So the round cuts the auto-accepted items at the least ambiguous
-random check among them still waiting (``calibration.region_zones``): below it every check drawn is decided; from it
-up, the zone is estimated from the checks that fall in it (mostly calibration items, few), and the interval combines the
-zones' exact intervals at 97.5% each (Bonferroni: both hold together at least 95% of the time), weighted by their items.
-The whole-dataset estimate counts items a person accepted as correct and the auto-accepted
-ones at that estimate, weighted by their counts; its interval carries the checks' interval over the same way.
+with the audits alone once there were 30, in 98 (bench/RESULTS.md). The certificate's bound still counts both kinds
+of check. All audits ever reviewed would not: the range moves round after round, and audits drawn from an earlier,
+wider range held the current auto-accepted items' true accuracy in 6 of 56 rounds on mr_gpt35 (bench/RESULTS.md).
+Projects routed before the certificate existed (no region recorded) fall back to every completed audit.
+
+Intervals. Wilson's interval, shown until session 9, covers only 86-92% when the error rate is a few per thousand and
+the checks number 30 to 200 (computed exactly in bench/RESULTS.md), which is where auto-accepted items are; its misses
+there are pessimistic (one error among few checks pulls the upper end below the truth). The Clopper-Pearson ("exact")
+interval covers at least 95% at every rate and size, at the price of width; a lead reads the interval as a promise.
+
+Checks still waiting. Audits are drawn as items enter the range, and people review them after: right after a round
+that widened the range, the decided checks all come from its older, cleaner part, and the items that just joined (the
+most ambiguous auto-accepted) have none of their own. Counted as one sample, the checks then held the truth in 2 of 3
+budget-mode projects on sms_spam, both misses optimistic. So the round cuts the auto-accepted items at the least
+ambiguous random check among them still waiting (``calibration.region_zones``): below it every check drawn is decided;
+from it up, the zone is estimated from the checks that fall in it (mostly calibration items, few), and the interval
+combines the zones' exact intervals at 97.5% each (Bonferroni: both hold together at least 95% of the time), weighted
+by their items.
+
+The whole-dataset estimate counts items a person accepted as correct and the auto-accepted ones at that estimate,
+weighted by their counts; its interval carries the checks' interval over the same way.
 """
 from dataclasses import dataclass
 from datetime import datetime
