@@ -1,7 +1,7 @@
 """Why do the random checks in the auto-accepted range look worse than the items auto-accepted? One certified seed,
 stopped part-way, read beside the gold labels.
 
-    python bench/check_drift.py ../shared/data/mr_gpt35.csv [--seed 9] [--until 0.45]
+    python bench/check_drift.py ../shared/data/mr_gpt35.csv [--seed 9] [--until 0.45] [--weak-labels N]
 
 Runs seed S of ``annotation_efficiency.py --certified`` (the same project id and creation time, so the same draws)
 until ``--until`` of the items are reviewed, runs one more round, then reports: the audits whose ambiguity is in the
@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--until", type=float, default=0.45, help="share of items reviewed before looking")
     parser.add_argument("--batch", type=float, default=0.02)
+    parser.add_argument("--weak-labels", type=int, default=0, help="as annotation_efficiency.py --weak-labels")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ss-bench-") as var_dir:
         setup_django(folder=var_dir, migrate=True)
@@ -35,7 +36,7 @@ def main() -> None:
         from annotation.models import Item, Project, Review, Status
         from annotation.selection import selection_run_round
 
-        rows = read_rows(args.path, 0, 0, seed=0)
+        rows = read_rows(args.path, args.weak_labels, 0, seed=0)
         n = len(rows)
         step = max(1, round(args.batch * n))
         lead, _ = get_user_model().objects.get_or_create(username="bench-lead")
