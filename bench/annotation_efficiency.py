@@ -261,11 +261,24 @@ def audit_coverage(rows: list[dict], seeds: int, log) -> float:
     return round(held / counted, 4) if counted else None
 
 
+def seeded_project(rows: list[dict], *, seed: int, target: float, step: int, audit_rate: float | None = None):
+    """Seed ``seed``'s certified project: with --certified-only, the project with id seed + 1 created at a fixed time
+    (the calibration and audit draws are seeded by both), whichever process runs it: --first-seed runs seeds side by
+    side, and bench/check_drift.py replays one."""
+    from django.contrib.auth import get_user_model
+
+    from annotation.models import Project
+
+    lead, _ = get_user_model().objects.get_or_create(username="bench-lead")
+    while (Project.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) < seed:
+        Project.objects.create(name=f"bench placeholder {seed}", created_by=lead)
+    return make_project(rows, name=f"bench certified {seed}", audit_rate=audit_rate, budget=0.0, batch_reviews=step,
+                        target=target, created_at=datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(days=seed))
+
+
 def certified(rows: list[dict], seeds: int, target: float, batch: float, log,
               audit_rate: float | None = None, first_seed: int = 0) -> tuple[dict, dict]:
     """The default policy with a target: when does the app declare the target reached, and did it hold?"""
-    from django.contrib.auth import get_user_model
-
     from annotation.models import Item, Project, Status
     from annotation.selection import selection_run_round
     from annotation.selection.estimates import accuracy_estimate
@@ -286,15 +299,8 @@ def certified(rows: list[dict], seeds: int, target: float, batch: float, log,
         return (sum(ok for ok, _ in right) / len(right) if right else None,
                 sum(auto) / len(auto) if auto else None)
 
-    lead, _ = get_user_model().objects.get_or_create(username="bench-lead")
     for seed in range(first_seed, first_seed + seeds):
-        # With --certified-only, seed s is the project with id s + 1 created at a fixed time (the calibration and
-        # audit draws are seeded by both), whichever process runs it: --first-seed runs seeds side by side.
-        while (Project.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) < seed:
-            Project.objects.create(name=f"bench placeholder {seed}", created_by=lead)
-        project, reviewer = make_project(rows, name=f"bench certified {seed}", audit_rate=audit_rate, budget=0.0,
-                                         batch_reviews=step, target=target,
-                                         created_at=datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(days=seed))
+        project, reviewer = seeded_project(rows, seed=seed, target=target, step=step, audit_rate=audit_rate)
         row_of = row_index(project)
         run = {"reviews": 0, "correct": llm_correct, "hindsight": 0 if llm_correct / n >= target else None}
 

@@ -14,10 +14,9 @@ import argparse
 import json
 import tempfile
 from collections import Counter
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from annotation_efficiency import make_project, read_rows, review_queue, row_index
+from annotation_efficiency import read_rows, review_queue, row_index, seeded_project
 from common import setup_django
 
 
@@ -31,20 +30,13 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ss-bench-") as var_dir:
         setup_django(folder=var_dir, migrate=True)
-        from django.contrib.auth import get_user_model
-
         from annotation.models import Item, Project, Review, Status
         from annotation.selection import selection_run_round
 
         rows = read_rows(args.path, args.weak_labels, 0, seed=0)
         n = len(rows)
         step = max(1, round(args.batch * n))
-        lead, _ = get_user_model().objects.get_or_create(username="bench-lead")
-        while (Project.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) < args.seed:
-            Project.objects.create(name="bench placeholder", created_by=lead)
-        project, reviewer = make_project(
-            rows, name=f"bench certified {args.seed}", audit_rate=None, budget=0.0, batch_reviews=step, target=0.98,
-            created_at=datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(days=args.seed))
+        project, reviewer = seeded_project(rows, seed=args.seed, target=0.98, step=step)
         row_of = row_index(project)
         reviews = rounds = 0
         while reviews < args.until * n:
