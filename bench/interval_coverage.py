@@ -4,9 +4,10 @@
 
 Reads the per-round lines of ``bench/annotation_efficiency.py --certified`` runs: the checks in the auto-accepted
 region (``region`` in the routing state: all of them, and how many are calibration items) and the auto-accepted items'
-true accuracy (gold known). Each round is scored as the Routing page counts its checks (``estimates.region_checks``:
-the audits alone once ``AUDITS_ALONE`` of them are in the region, 10 checks or more to count), under three intervals
-on the same checks: Wilson's (shown until session 9), Jeffreys' equal-tailed one, and Clopper-Pearson's (shown now).
+true accuracy (gold known). Each round's checks are counted as the Routing page counts a region's, as one sample
+(``estimates.region_proportion`` without zones: the audits alone once ``AUDITS_ALONE`` of them are in the region, 10
+checks or more to count), under three intervals on the same checks: Wilson's (shown until session 9), Jeffreys'
+equal-tailed one, and Clopper-Pearson's (shown now, per zone).
 A miss is "pessimistic" when the items were better than the interval's upper end. The last line printed is one JSON
 object. Rounds of one seed re-use its checks, so the rounds are not independent: the seeds are the sample.
 """
@@ -17,14 +18,15 @@ import math
 import re
 from pathlib import Path
 
+from common import setup_django
 from scipy.stats import beta
 
 Z95 = 1.959963984540054
-AUDITS_ALONE = 30  # annotation/selection/estimates.py
 LINE = re.compile(r"certified seed (\d+): .*region (\{.*\}), true \S+, auto true ([\d.]+)")
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
+    """Wilson's score interval, which the pages showed until session 9 (kept here for the comparison)."""
     p = k / n
     denom = 1 + Z95 * Z95 / n
     centre = (p + Z95 * Z95 / (2 * n)) / denom
@@ -38,31 +40,21 @@ def jeffreys(k: int, n: int) -> tuple[float, float]:
     return low, high
 
 
-def clopper_pearson(k: int, n: int) -> tuple[float, float]:
-    low = beta.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
-    high = beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
-    return low, high
-
-
-def shown_checks(region: dict) -> tuple[int, int]:
-    """(right, n) as ``estimates.region_checks`` counts them."""
-    n, wrong = int(region.get("checks") or 0), int(region.get("wrong") or 0)
-    if region.get("calibration_checks") is not None:
-        audits = n - int(region["calibration_checks"])
-        if audits >= AUDITS_ALONE:
-            return audits - (wrong - int(region.get("calibration_wrong") or 0)), audits
-    return n - wrong, n
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("logs", nargs="+", type=Path)
     args = parser.parse_args()
-    rules = {"wilson": wilson, "jeffreys": jeffreys, "clopper_pearson": clopper_pearson}
+    setup_django()
+    from annotation.selection.estimates import exact_interval, region_proportion
+
+    rules = {"wilson": wilson, "jeffreys": jeffreys, "clopper_pearson": exact_interval}
     per_seed: dict[str, dict] = {}
     for path in args.logs:
         for match in LINE.finditer(path.read_text(encoding="utf-8")):
-            right, n = shown_checks(ast.literal_eval(match.group(2)))
+            # The checks as one sample, counted as the page counts a region (zones left aside).
+            region = {key: value for key, value in ast.literal_eval(match.group(2)).items() if key != "zones"}
+            checks = region_proportion(region)
+            right, n = checks.successes, checks.n
             if n < 10:
                 continue
             truth = float(match.group(3))

@@ -164,34 +164,31 @@ def region_checks(*, project: Project) -> Proportion:
     state = project.routing_state or {}
     if not state.get("phase"):
         return audit_proportion(project=project)
-    region = state.get("region") or {}
-    if region.get("zones"):
-        return _zoned(region["zones"])
-    n, wrong = int(region.get("checks") or 0), int(region.get("wrong") or 0)
-    if region.get("calibration_checks") is not None:
-        audits = n - int(region["calibration_checks"])
-        if audits >= AUDITS_ALONE:
-            return Proportion(successes=audits - (wrong - int(region.get("calibration_wrong") or 0)), n=audits,
-                              kind="audits")
-    return Proportion(successes=n - wrong, n=n)
+    return region_proportion(state.get("region") or {})
 
 
-def _zoned(zones: list[dict]) -> Proportion:
-    """Each zone's checks as ``region_checks`` counts a region's: its audits alone once there are ``AUDITS_ALONE``."""
-    counted, audits_only = [], True
-    for zone in zones:
-        n, wrong = int(zone["checks"]), int(zone["wrong"])
+def region_proportion(region: dict) -> Proportion:
+    """What a round's ``region`` record (``Project.routing_state["region"]``) lets the page count: per zone (one
+    when none is recorded), its audits alone once there are ``AUDITS_ALONE`` of them, else every check in it."""
+    zones = region.get("zones") or [region]
+    counted = [_counted(zone) for zone in zones]
+    kind = "audits" if all(alone for _, _, alone in counted) else "random checks"
+    if len(counted) == 1:
+        return Proportion(successes=counted[0][0], n=counted[0][1], kind=kind)
+    return Proportion(successes=sum(kept for kept, _, _ in counted), n=sum(n for _, n, _ in counted), kind=kind,
+                      zones=tuple(Zone(items=int(zone["items"]), successes=kept, n=n)
+                                  for zone, (kept, n, _) in zip(zones, counted)))
+
+
+def _counted(zone: dict) -> tuple[int, int, bool]:
+    """(checks that kept the LLM's label, checks counted, whether they are the audits alone) of a zone or region.
+    A record written before the calibration split (no ``calibration_checks``) counts every check."""
+    n, wrong = int(zone.get("checks") or 0), int(zone.get("wrong") or 0)
+    if zone.get("calibration_checks") is not None:
         audits = n - int(zone["calibration_checks"])
         if audits >= AUDITS_ALONE:
-            n, wrong = audits, wrong - int(zone["calibration_wrong"])
-        else:
-            audits_only = False
-        counted.append(Zone(items=int(zone["items"]), successes=n - wrong, n=n))
-    kind = "audits" if audits_only else "random checks"
-    if len(counted) == 1:
-        return Proportion(successes=counted[0].successes, n=counted[0].n, kind=kind)
-    return Proportion(successes=sum(z.successes for z in counted), n=sum(z.n for z in counted), kind=kind,
-                      zones=tuple(counted))
+            return audits - (wrong - int(zone.get("calibration_wrong") or 0)), audits, True
+    return n - wrong, n, False
 
 
 @dataclass(frozen=True)

@@ -187,7 +187,7 @@ def test_the_shown_interval_holds_when_the_range_grew_before_its_new_audits_were
     """The range auto-accepted grew from ambiguity 0.2 to 0.35; the audits drawn among the items that joined wait for a
     person. The decided checks come from the old, cleaner range: as one sample they hold the truth about 1 time in 7;
     with the new items a zone of their own (its checks: the calibration items there), 95% or more."""
-    from annotation.selection.estimates import _zoned
+    from annotation.selection.estimates import region_proportion
 
     held = {"zones": 0, "one sample": 0}
     runs = 200
@@ -205,8 +205,8 @@ def test_the_shown_interval_holds_when_the_range_grew_before_its_new_audits_were
             calibration=calibration.Checks.of(ambiguity=ambiguity[sampled], wrong=wrong[sampled]),
             auto=ambiguity[region & ~drawn], waiting=ambiguity[drawn & region & (ambiguity > 0.2)])
         truth = 1 - wrong[region & ~drawn].mean()
-        for name, shown in (("zones", _zoned(zones)), ("one sample", _zoned([
-                {key: sum(zone[key] for zone in zones) for key in zones[0]}]))):
+        for name, shown in (("zones", region_proportion({"zones": zones})), ("one sample", region_proportion({
+                "zones": [{key: sum(zone[key] for zone in zones) for key in zones[0]}]}))):
             low, high = shown.interval
             held[name] += low <= truth <= high
     assert held["zones"] / runs >= 0.95
