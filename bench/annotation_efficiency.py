@@ -241,7 +241,7 @@ def audit_coverage(rows: list[dict], seeds: int, log) -> float:
             item_review(project=project, item_id=item.pk, user=reviewer, action="accept",
                         expected_version=item.version, labels=[rows[row_of[item.pk]]["gold"]])
         # The estimate counts the checks in the range the latest round auto-accepts: the round the audits' reviews
-        # call for counts them. Read from the project as saved (``project`` holds the state before that round).
+        # call for counts them. Read from the project as saved, as the pages read it.
         selection_run_round(project=project, trigger="bench")
         auto = Item.objects.filter(project=project, status=Status.AUTO_ACCEPTED).values_list("pk", "proposed_labels")
         truth = [labels == [rows[row_of[pk]]["gold"]] for pk, labels in auto]
@@ -323,8 +323,8 @@ def certified(rows: list[dict], seeds: int, target: float, batch: float, log,
             curated, auto_truth = truth(project, row_of)
             if state.get("lower_bound") is not None and curated is not None:
                 bound_checks.append((state["lower_bound"], curated))
-            # What the Routing page and the dashboard show: the project as saved, with this round's region (the
-            # round refreshes its own copy at its start, so ``project`` holds the previous round's state).
+            # What the Routing page and the dashboard show: the project as saved, with this round's region (a round
+            # on a large project routes on its own copy, so ``project`` may hold the previous round's state).
             shown = accuracy_estimate(project=Project.objects.get(pk=project.pk))
             if shown.auto_accepted_interval is not None and auto_truth is not None and shown.audits.n >= 10:
                 audit_checks.append((shown.auto_accepted_interval, auto_truth))

@@ -448,6 +448,7 @@ def round_record(*, project: Project, scoring_round: ScoringRound, rows: list[_R
     the training set's (the rows' own in a one-process round)."""
     if counts.state:
         Project.objects.filter(pk=project.pk).update(routing_state=counts.state)
+        project.routing_state = counts.state  # the caller's project reads what was stored, not the state before it
     reviewed = [r for r in rows if r.human is not None and r.proposed is not None]
     scoring_round.training_size = training_size
     scoring_round.human_labels = sum(1 for r in rows if r.human is not None)

@@ -420,3 +420,13 @@ def test_an_unreliable_llm_does_not_keep_a_fully_reviewed_dataset_from_its_certi
     state = Project.objects.get(pk=project.pk).routing_state
     assert state["cohorts"]["job:5"]["unreliable"]  # still said, on every lead page
     assert state["phase"] == "reached" and state["remaining"] == 0 and state["auto_accepted"] == 0
+
+
+def test_a_round_leaves_the_callers_project_with_the_state_it_stored(project, annotator):
+    make_pool(project, n_per_class=60, abstain=())
+    policy(project, target_accuracy=0.9, audit_rate=0.0)
+    selection_run_round(project=project)
+    review_with_gold(project, annotator, calibration_items(project))
+    selection_run_round(project=project)
+    assert project.routing_state == Project.objects.get(pk=project.pk).routing_state
+    assert project.routing_state["phase"] in ("not_yet", "reached")
