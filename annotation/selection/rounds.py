@@ -434,6 +434,7 @@ def _run(*, project: Project, scoring_round: ScoringRound, rows: list[_Row], tex
             llm=[r.proposed for r in rows],
             human=[r.human for r in rows],
             llm_confidence=np.array([np.nan if r.llm_confidence is None else r.llm_confidence for r in rows]),
+            checks=np.array([r.is_calibration or r.is_audit for r in rows], dtype=bool),
             seed=scoring_round.model_version,
         )
     counts = _route(project=project, scoring_round=scoring_round, rows=rows, scores=scores)

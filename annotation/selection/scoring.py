@@ -5,7 +5,10 @@ How the signals combine
 1. **Classifier.** A committee of linear models is trained on every item with a label: items a person accepted carry
    their final label with weight ``HUMAN_WEIGHT``; the other items carry the LLM's proposal with weight 1 (cold start:
    LLM labels only), except the LLM labels that confident learning flags (below), which carry ``SUSPECT_WEIGHT`` (0:
-   left out). Items with no label (LLM abstained) and rejected items are not trained on. Members: NB-LR (logistic
+   left out). Random checks (the calibration sample and audits, whose people's decisions the certificate rests on)
+   are learned as their undecided twins are, with the LLM's label: their people's labels train the error model only
+   (below), so a decided check is ranked as the auto-accepted items it stands for are. Items with no label (LLM
+   abstained) and rejected items are not trained on. Members: NB-LR (logistic
    regression on features scaled by naive-Bayes log-count ratios, the "NBSVM" of Wang & Manning 2012, strong on short
    sentiment-like texts) and complement naive Bayes, both on the TF-IDF n-grams; and, when an operator configured a
    sentence-embedding model, plain logistic regression on the embeddings (``features.Features`` carries both parts;
@@ -212,14 +215,17 @@ def score(
     human: list[str | None],
     trainable_llm: np.ndarray | None = None,
     llm_confidence: np.ndarray | None = None,
+    checks: np.ndarray | None = None,
     seed: int = 0,
 ) -> Scores | None:
     """Score every row of X. ``llm[i]``: the LLM's label (None if it abstained); ``human[i]``: a person's label or None.
 
-    ``trainable_llm`` masks rows whose LLM label may be trained on (False for rejected items). Returns None when there
+    ``trainable_llm`` masks rows whose LLM label may be trained on (False for rejected items); ``checks`` masks the
+    random checks, whose person's label the committee does not learn (module docstring). Returns None when there
     are fewer than two classes or too few labelled rows to cross-validate. A bare matrix is taken as TF-IDF n-grams.
     """
-    fitted = fit(X, llm=llm, human=human, trainable_llm=trainable_llm, llm_confidence=llm_confidence, seed=seed)
+    fitted = fit(X, llm=llm, human=human, trainable_llm=trainable_llm, llm_confidence=llm_confidence, checks=checks,
+                 seed=seed)
     return None if fitted is None else fitted[0]
 
 
@@ -230,6 +236,7 @@ def fit(
     human: list[str | None],
     trainable_llm: np.ndarray | None = None,
     llm_confidence: np.ndarray | None = None,
+    checks: np.ndarray | None = None,
     seed: int = 0,
 ) -> "tuple[Scores, Model] | None":
     """``score``, and the ``Model`` that scores rows outside X the way ``score`` scores X's unlabelled rows (the
@@ -239,8 +246,15 @@ def fit(
     n = X.shape[0]
     trainable_llm = np.ones(n, bool) if trainable_llm is None else trainable_llm
     llm_confidence = np.full(n, np.nan) if llm_confidence is None else np.asarray(llm_confidence, float)
-    target = [h if h is not None else (lab if ok else None) for h, lab, ok in zip(human, llm, trainable_llm)]
-    names = sorted({t for t in target if t is not None} | {lab for lab in llm if lab is not None})
+    checks = np.zeros(n, bool) if checks is None else np.asarray(checks, bool)
+    # The committee learns a random check as it would learn the check's undecided twin: its LLM label, weight 1. A
+    # person's label there would reach the check's own score through its neighbours (the twins it corrects are
+    # reviewed, and their people's labels then rank the check), so decided checks would drift from the items they
+    # stand for. The error model still learns what the person said.
+    learned = [None if check else h for h, check in zip(human, checks)]
+    target = [h if h is not None else (lab if ok else None) for h, lab, ok in zip(learned, llm, trainable_llm)]
+    names = sorted({t for t in target if t is not None} | {lab for lab in llm if lab is not None}
+                   | {h for h in human if h is not None})
     index = {name: i for i, name in enumerate(names)}
     y = np.array([index[t] if t is not None else -1 for t in target])
     train = np.flatnonzero(y >= 0)
@@ -250,12 +264,12 @@ def fit(
         return None
     max_folds = LARGE_PROJECT_FOLDS if n > LARGE_PROJECT else MAX_FOLDS
     folds = int(min(max_folds, max(2, present.min())))
-    w = np.where(np.array([h is not None for h in human]), HUMAN_WEIGHT, 1.0)
+    human_mask = np.array([h is not None for h in learned], dtype=bool)
+    w = np.where(human_mask, HUMAN_WEIGHT, 1.0)
     k = len(names)
 
     # Confident learning: a cheap out-of-fold pass flags LLM labels the text contradicts; the committee then trains
     # without them, so it imitates the LLM's systematic errors less (their scores stay out of fold either way).
-    human_mask = np.array([h is not None for h in human])
     # Classes with fewer members than folds cannot be stratified; they are spread across folds as far as they go.
     strat = np.where(counts[y[train]] >= folds, y[train], -1)
     splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(len(train)), strat))
@@ -303,7 +317,8 @@ def fit(
     ambiguity[~has_llm] = 1.0
 
     humans = np.flatnonzero(np.array([h is not None for h in human]) & out_of_fold)
-    agreement = float((proba[humans].argmax(axis=1) == y[humans]).mean()) if len(humans) else None
+    said = np.array([index[human[i]] for i in humans], dtype=int)
+    agreement = float((proba[humans].argmax(axis=1) == said).mean()) if len(humans) else None
     scores = Scores(
         labels=names, proba=proba, p_llm_label=p_llm, least_confident=least, margin=margin, entropy=ent,
         vote_entropy=vote_ent, kl_max=kl, out_of_fold=out_of_fold, ambiguity=ambiguity,

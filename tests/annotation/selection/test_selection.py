@@ -56,6 +56,26 @@ def test_score_learns_an_error_model_from_reviews():
     assert s.cv_human_agreement > 0.8
 
 
+def test_a_random_check_is_learned_as_its_undecided_twin_but_teaches_the_error_model():
+    """The committee learns a decided check with the LLM's label (so a check's person reaches no item's ranking,
+    its own included); the error model learns what the person said."""
+    rows = corpus(30)
+    X = tfidf_features([t for t, _ in rows])
+    llm = [flip(g) if i % 6 == 0 else g for i, (_, g) in enumerate(rows)]
+    human = [g if i < 40 else None for i, (_, g) in enumerate(rows)]
+    checks = np.array([i < 20 for i in range(len(rows))])
+    undecided = [None if checks[i] else h for i, h in enumerate(human)]
+    with_checks = scoring.score(X, llm=llm, human=human, checks=checks)
+    twins = scoring.score(X, llm=llm, human=undecided)
+    assert np.array_equal(with_checks.proba, twins.proba)
+    assert np.array_equal(with_checks.suspect, twins.suspect)
+    # The error model learned from the checks' outcomes (4 of its 7 errors are among them): with them it has the
+    # examples it needs, without them it does not start.
+    assert with_checks.error_model and not twins.error_model
+    as_people = scoring.score(X, llm=llm, human=human)
+    assert not np.array_equal(as_people.proba, twins.proba)
+
+
 def test_confident_learning_flags_contradicted_llm_labels_but_never_a_persons():
     rows = corpus(30)
     X = tfidf_features([t for t, _ in rows])
