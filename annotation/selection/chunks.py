@@ -103,7 +103,7 @@ def round_train(*, project: Project, scoring_round: ScoringRound, rows: list[_Ro
         X, llm=[r.proposed for r in train_rows], human=[r.human for r in train_rows],
         llm_confidence=np.array([np.nan if r.llm_confidence is None else r.llm_confidence for r in train_rows]),
         checks=np.array([r.is_calibration or r.is_audit for r in train_rows], dtype=bool),
-        seed=project.pk,
+        keys=np.array([r.id for r in train_rows], dtype=np.int64), seed=project.pk,
     )
     if fitted is None:
         counts = _route(project=project, scoring_round=scoring_round, rows=rows, scores=None)

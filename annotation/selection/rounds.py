@@ -435,7 +435,9 @@ def _run(*, project: Project, scoring_round: ScoringRound, rows: list[_Row], tex
             human=[r.human for r in rows],
             llm_confidence=np.array([np.nan if r.llm_confidence is None else r.llm_confidence for r in rows]),
             checks=np.array([r.is_calibration or r.is_audit for r in rows], dtype=bool),
-            seed=scoring_round.model_version,
+            # Folds from the item ids and the project: the same round after round (``scoring.fold_splits``).
+            keys=np.array([r.id for r in rows], dtype=np.int64),
+            seed=project.pk,
         )
     counts = _route(project=project, scoring_round=scoring_round, rows=rows, scores=scores)
     round_record(project=project, scoring_round=scoring_round, rows=rows, scores=scores, counts=counts,

@@ -16,7 +16,8 @@ How the signals combine
    measured better beside TF-IDF and worse instead of it (bench/RESULTS.md).
 2. **Out of fold.** Items the committee trained on are scored by the fold models that did *not* see them (K-fold
    cross-validation), so the model cannot simply repeat the label it was given. Items outside training are scored by
-   the average of the fold models.
+   the average of the fold models. An item's fold is a hash of its id (``fold_splits``), so it keeps its fold from
+   round to round and its score moves only as new decisions move it.
    **Confident learning** (Northcutt et al. 2021, as in cleanlab) runs first, on the same folds: complement naive
    Bayes alone, on the n-grams, fitted per fold, gives each trained item out-of-fold class probabilities; an
    LLM-labelled item (never a person's) is flagged when its most probable class is not the LLM's label and some other
@@ -70,6 +71,8 @@ PROBA_FLOOR = 1e-4
 # Training weight of an LLM label that the confident-learning pass flags as likely wrong (0: not trained on).
 SUSPECT_WEIGHT = 0.0
 SUSPECT_NB_ALPHA = 0.3
+# Folds from the items' ids once every class has this many rows per fold (``fold_splits``).
+KEYED_FOLD_MIN = 10
 
 
 @dataclass
@@ -216,6 +219,7 @@ def score(
     trainable_llm: np.ndarray | None = None,
     llm_confidence: np.ndarray | None = None,
     checks: np.ndarray | None = None,
+    keys: np.ndarray | None = None,
     seed: int = 0,
 ) -> Scores | None:
     """Score every row of X. ``llm[i]``: the LLM's label (None if it abstained); ``human[i]``: a person's label or None.
@@ -225,7 +229,7 @@ def score(
     are fewer than two classes or too few labelled rows to cross-validate. A bare matrix is taken as TF-IDF n-grams.
     """
     fitted = fit(X, llm=llm, human=human, trainable_llm=trainable_llm, llm_confidence=llm_confidence, checks=checks,
-                 seed=seed)
+                 keys=keys, seed=seed)
     return None if fitted is None else fitted[0]
 
 
@@ -237,6 +241,7 @@ def fit(
     trainable_llm: np.ndarray | None = None,
     llm_confidence: np.ndarray | None = None,
     checks: np.ndarray | None = None,
+    keys: np.ndarray | None = None,
     seed: int = 0,
 ) -> "tuple[Scores, Model] | None":
     """``score``, and the ``Model`` that scores rows outside X the way ``score`` scores X's unlabelled rows (the
@@ -272,7 +277,7 @@ def fit(
     # without them, so it imitates the LLM's systematic errors less (their scores stay out of fold either way).
     # Classes with fewer members than folds cannot be stratified; they are spread across folds as far as they go.
     strat = np.where(counts[y[train]] >= folds, y[train], -1)
-    splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(len(train)), strat))
+    splits = fold_splits(y[train], strat, folds, seed, keys=None if keys is None else np.asarray(keys)[train])
     suspect = suspect_llm_labels(X.ngrams, y, w, train, human_mask, splits, k)
     w = np.where(suspect, SUSPECT_WEIGHT, w)
 
@@ -313,7 +318,7 @@ def fit(
     signals = _signal_matrix(p_llm, least, margin, ent, vote_ent, kl, llm_confidence, llm_idx, k)
     reviewed = has_llm & np.array([h is not None for h in human])
     wrong = np.array([h is not None and h != lab for h, lab in zip(human, llm)])
-    ambiguity, error_models = _combine(signals, p_llm, llm_confidence, reviewed, wrong, seed)
+    ambiguity, error_models = _combine(signals, p_llm, llm_confidence, reviewed, wrong, seed, keys)
     ambiguity[~has_llm] = 1.0
 
     humans = np.flatnonzero(np.array([h is not None for h in human]) & out_of_fold)
@@ -375,6 +380,29 @@ class Model:
             vote_entropy=vote_ent, kl_max=kl, out_of_fold=np.zeros(n, bool), ambiguity=ambiguity,
             error_model=bool(self.error_models), cv_human_agreement=None, folds=folds, suspect=np.zeros(n, bool),
         )
+
+
+def fold_splits(y: np.ndarray, strat: np.ndarray, folds: int, seed: int, *, keys: np.ndarray | None = None) -> list:
+    """(fit, held) positions of each fold. With ``keys`` (the items' ids) and every class at least
+    ``KEYED_FOLD_MIN`` times ``folds`` strong, a row's fold is a hash of its key and ``seed``: the same round after
+    round, so an item's out-of-fold score moves only as far as new decisions move it. Stratified folds redrawn each
+    round moved it by the luck of which neighbours shared its fold: thousands of items swung between auto-accepted and
+    review over a run with no new evidence about them (bench/RESULTS.md). Smaller classes: stratified folds, which
+    put every class in every fold's training set."""
+    counts = np.bincount(np.asarray(y, dtype=int) - np.min(y, initial=0))
+    if keys is not None and len(keys) and counts[counts > 0].min() >= KEYED_FOLD_MIN * folds:
+        fold = _mix(np.asarray(keys, dtype=np.uint64), seed) % np.uint64(folds)
+        return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(folds)]
+    return list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), strat))
+
+
+def _mix(keys: np.ndarray, seed: int) -> np.ndarray:
+    """splitmix64 of each key, salted with ``seed``: well-spread bits from consecutive ids."""
+    with np.errstate(over="ignore"):
+        z = keys + np.uint64(0x9E3779B97F4A7C15) * np.uint64((seed % (1 << 32)) + 1)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
 
 
 def suspect_llm_labels(X, y, w, train, human_mask, splits, k) -> np.ndarray:
@@ -445,20 +473,21 @@ def _signal_matrix(p_llm, least, margin, ent, vote_ent, kl, llm_conf, llm_idx, k
     return np.column_stack(columns)
 
 
-def _combine(signals, p_llm, llm_conf, reviewed, wrong, seed) -> tuple[np.ndarray, list | None]:
+def _combine(signals, p_llm, llm_conf, reviewed, wrong, seed, keys=None) -> tuple[np.ndarray, list | None]:
     """Ambiguity = P(LLM label wrong): learned from reviewed items once there are enough of both outcomes; with the
     fold error models (None before there are enough)."""
     n_wrong = int((reviewed & wrong).sum())
     n_right = int((reviewed & ~wrong).sum())
     if n_wrong >= MIN_ERROR_EXAMPLES and n_right >= MIN_ERROR_EXAMPLES:
         learned, models = _cross_fitted_error_model(signals, reviewed, wrong, seed,
-                                                    folds=min(MAX_FOLDS, n_wrong, n_right))
+                                                    folds=min(MAX_FOLDS, n_wrong, n_right), keys=keys)
         pooled = (_logit(_prior(p_llm, llm_conf)) + _logit(learned)) / 2
         return 1.0 / (1.0 + np.exp(-pooled)), models
     return _prior(p_llm, llm_conf), None
 
 
-def _cross_fitted_error_model(signals, reviewed, wrong, seed, *, folds: int) -> tuple[np.ndarray, list]:
+def _cross_fitted_error_model(signals, reviewed, wrong, seed, *, folds: int,
+                              keys=None) -> tuple[np.ndarray, list]:
     """P(LLM wrong) from the error model, cross-fitted: a reviewed item is scored by the models fitted without it.
 
     Scored in-sample, the model would push the reviewed items it got wrong up and the ones it got right down, so a
@@ -469,7 +498,8 @@ def _cross_fitted_error_model(signals, reviewed, wrong, seed, *, folds: int) -> 
     target = wrong[rows].astype(int)
     learned = np.zeros(len(signals))
     rest = np.flatnonzero(~reviewed)
-    splits = StratifiedKFold(n_splits=max(2, folds), shuffle=True, random_state=seed).split(rows, target)
+    folds = max(2, folds)
+    splits = fold_splits(target, target, folds, seed, keys=None if keys is None else np.asarray(keys)[rows])
     models = []
     for fit_idx, held_idx in splits:
         model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
@@ -477,7 +507,7 @@ def _cross_fitted_error_model(signals, reviewed, wrong, seed, *, folds: int) -> 
         models.append(model)
         learned[rows[held_idx]] = model.predict_proba(signals[rows[held_idx]])[:, 1]
         if len(rest):
-            learned[rest] += model.predict_proba(signals[rest])[:, 1] / max(2, folds)
+            learned[rest] += model.predict_proba(signals[rest])[:, 1] / folds
     return learned, models
 
 

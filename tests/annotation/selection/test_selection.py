@@ -76,6 +76,35 @@ def test_a_random_check_is_learned_as_its_undecided_twin_but_teaches_the_error_m
     assert not np.array_equal(as_people.proba, twins.proba)
 
 
+def test_folds_from_ids_stay_put_when_labels_change_and_items_join():
+    rng = np.random.default_rng(3)
+    ids = np.arange(1000, 1400)
+    y = rng.integers(0, 3, size=len(ids))
+    before = scoring.fold_splits(y, y, 5, seed=7, keys=ids)
+    fold_before = np.empty(len(ids), int)
+    for f, (_, held) in enumerate(before):
+        fold_before[held] = f
+        assert len(set(y[held])) == 3
+    y2 = y.copy()
+    y2[:40] = (y2[:40] + 1) % 3  # people corrected forty labels
+    ids2, y2 = np.append(ids, [2000, 2001]), np.append(y2, [0, 1])  # and two items joined
+    fold_after = np.empty(len(ids2), int)
+    for f, (_, held) in enumerate(scoring.fold_splits(y2, y2, 5, seed=7, keys=ids2)):
+        fold_after[held] = f
+    assert np.array_equal(fold_after[:len(ids)], fold_before)
+    # Stratified folds, redrawn on the changed labels with the same seed, moved most items.
+    strat_before, strat_after = np.empty(len(ids), int), np.empty(len(ids2), int)
+    for f, (_, held) in enumerate(scoring.fold_splits(y, y, 5, seed=7)):
+        strat_before[held] = f
+    for f, (_, held) in enumerate(scoring.fold_splits(y2, y2, 5, seed=7)):
+        strat_after[held] = f
+    assert (strat_after[:len(ids)] != strat_before).mean() > 0.5
+    # A class too small for folds by id: stratified, so every fold's training set holds it.
+    small = np.append(np.zeros(100, int), np.ones(12, int))
+    for fit_rows, _ in scoring.fold_splits(small, small, 5, seed=7, keys=np.arange(len(small))):
+        assert set(small[fit_rows]) == {0, 1}
+
+
 def test_confident_learning_flags_contradicted_llm_labels_but_never_a_persons():
     rows = corpus(30)
     X = tfidf_features([t for t, _ in rows])
