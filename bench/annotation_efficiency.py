@@ -279,14 +279,14 @@ def seeded_project(rows: list[dict], *, seed: int, target: float, step: int, aud
 def certified(rows: list[dict], seeds: int, target: float, batch: float, log,
               audit_rate: float | None = None, first_seed: int = 0) -> tuple[dict, dict]:
     """The default policy with a target: when does the app declare the target reached, and did it hold?"""
-    from annotation.models import Item, Project, Status
+    from annotation.models import Item, Project, Review, Status
     from annotation.selection import selection_run_round
     from annotation.selection.estimates import accuracy_estimate
 
     n = len(rows)
     step = max(1, round(batch * n))
     llm_correct = sum(r["llm_label"] == r["gold"] for r in rows)
-    at_stop, true_at_stop, phases, hindsight, declared, auto_before = [], [], [], [], [], []
+    at_stop, true_at_stop, phases, hindsight, declared, auto_before, moved = [], [], [], [], [], [], []
     bound_checks, audit_checks = [], []  # per round after calibration: (lower bound, truth); (interval, truth)
 
     def truth(project, row_of) -> tuple[float | None, float | None]:
@@ -340,8 +340,12 @@ def certified(rows: list[dict], seeds: int, target: float, batch: float, log,
         true_accuracy = None
         if phase == "reached":
             true_accuracy = round(truth(project, row_of)[0], 4)
+        # Churn: how often rounds moved an item from auto-accepted back to review (each move a Review row).
+        swings = Review.objects.filter(project=project, before__status=Status.AUTO_ACCEPTED,
+                                       after__status=Status.NEEDS_REVIEW).count()
         log(f"certified seed {seed}: stopped {phase} after {run['reviews']} reviews, true accuracy {true_accuracy}, "
-            f"hindsight {run['hindsight']}, ever auto-accepted {len(ever_auto)}")
+            f"hindsight {run['hindsight']}, ever auto-accepted {len(ever_auto)}, auto-accepted -> review {swings}")
+        moved.append(swings)
         at_stop.append(round(run["reviews"] / n, 4))
         true_at_stop.append(true_accuracy)
         phases.append(phase)
@@ -357,6 +361,7 @@ def certified(rows: list[dict], seeds: int, target: float, batch: float, log,
         "held": round(sum(a is not None and a >= target for a in true_at_stop) / seeds, 4),
         "median_reviews_at_stop": round(statistics.median(at_stop), 4),
         "hindsight_reviews": round(statistics.median(hindsight), 4) if hindsight else None,
+        "auto_accepted_to_review": moved,
     }
     # Coverage over every round, not only the first: how often the declared lower bound was at or below the curated
     # dataset's true accuracy, and how often the audits' 95% interval held the auto-accepted items' true accuracy.
