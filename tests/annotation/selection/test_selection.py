@@ -57,8 +57,8 @@ def test_score_learns_an_error_model_from_reviews():
 
 
 def test_a_random_check_is_learned_as_its_undecided_twin_but_teaches_the_error_model():
-    """The committee learns a decided check with the LLM's label (so a check's person reaches no item's ranking,
-    its own included); the error model learns what the person said."""
+    """The committee learns a decided check with the LLM's label (so a check's person changes no item's committee
+    probabilities, its own included); the error model learns what the person said."""
     rows = corpus(30)
     X = tfidf_features([t for t, _ in rows])
     llm = [flip(g) if i % 6 == 0 else g for i, (_, g) in enumerate(rows)]
