@@ -50,11 +50,11 @@ from annotation.selection.rounds import (
     NOT_HELD,
     OPEN_STATUSES,
     WRITE_BATCH,
-    ScoreView,
     _load_rows,
     _route,
     _Row,
     _texts,
+    _view,
     label_class,
     round_fail,
     round_finish,
@@ -310,7 +310,7 @@ def _write_scores(*, version: int, rows: list[_Row], scores) -> int:
             if row.status not in OPEN_STATUSES:
                 continue
             ambiguity = float(scores.ambiguity[i])
-            view = ScoreView(scores.model_labels[i], float(scores.proba[i].max()), ambiguity)
+            view = _view(scores, i)
             audit = row.is_audit and row.status == Status.NEEDS_REVIEW
             shown_reason, shown_round = row.shown
             # A row waiting in "proposed" shows why it waits, which only routing knows: its reason is routing's.

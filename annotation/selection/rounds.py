@@ -944,7 +944,10 @@ class ScoreView:
 
 
 def _view(scores, i: int) -> ScoreView:
-    return ScoreView(scores.model_labels[i], float(scores.proba[i].max()), float(scores.ambiguity[i]))
+    # The numbers the "details" panel stores (``score_signals``, 4 decimals): the sentence quotes the same ones, so
+    # the two never round apart (0.064996 would read 0.06 in the sentence and 0.065, shown 0.07, in the panel).
+    return ScoreView(scores.model_labels[i], round(float(scores.proba[i].max()), 4),
+                     round(float(scores.ambiguity[i]), 4))
 
 
 def _stored_views(wanted: list[int]) -> dict[int, ScoreView]:
@@ -956,7 +959,8 @@ def _stored_views(wanted: list[int]) -> dict[int, ScoreView]:
                 "id", "model_label", "model_scores", "ambiguity").order_by():
             p = max((v for k, v in (signals or {}).items() if k.startswith("p(") and isinstance(v, (int, float))),
                     default=0.0)
-            views[pk] = ScoreView(label or "", float(p), 1.0 if ambiguity is None else float(ambiguity))
+            quoted = (signals or {}).get("p_llm_wrong", ambiguity)
+            views[pk] = ScoreView(label or "", float(p), 1.0 if quoted is None else float(quoted))
     return views
 
 

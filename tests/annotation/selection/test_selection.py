@@ -161,6 +161,23 @@ def test_embedding_featurizer_refuses_a_missing_model(tmp_path):
         embedding_features(["x"], str(tmp_path / "nothing-here"))
 
 
+def test_the_reason_quotes_the_numbers_the_details_panel_stores():
+    """0.064996 is 0.06 to two decimals, but the panel stores 0.065 (four) and shows 0.07: the sentence quotes the
+    stored number, so the two agree."""
+    from types import SimpleNamespace
+
+    scores = SimpleNamespace(model_labels=["positive"], proba=np.array([[0.935004, 0.064996]]),
+                             ambiguity=np.array([0.064996]), p_llm_label=np.array([0.935004]),
+                             least_confident=np.array([0.065]), margin=np.array([0.87]), entropy=np.array([0.2]),
+                             vote_entropy=np.array([0.0]), kl_max=np.array([0.0]), labels=["positive", "negative"],
+                             out_of_fold=np.array([True]))
+    row = rounds._Row(id=1, status=Status.PROPOSED, version=1, proposed="positive", human=None, llm_confidence=None,
+                      is_audit=False, is_calibration=False, busy=False)
+    stored = rounds.score_signals(scores, 0, row)["p_llm_wrong"]
+    reason = rounds.route_reason(row, rounds._view(scores, 0), audit=False, to_review=False)
+    assert reason.endswith(f"estimated chance the LLM is wrong {stored:.2f}") and stored == 0.065
+
+
 def test_a_round_routes_the_llm_errors_to_review(project):
     items = make_pool(project)
     # 20 calibration items are decided: the budget's 26 of 80 items leaves 6 for the pool.
