@@ -389,7 +389,7 @@ def fold_splits(y: np.ndarray, strat: np.ndarray, folds: int, seed: int, *, keys
     round moved it by the luck of which neighbours shared its fold: thousands of items swung between auto-accepted and
     review over a run with no new evidence about them (bench/RESULTS.md). Smaller classes: stratified folds, which
     put every class in every fold's training set."""
-    counts = np.bincount(np.asarray(y, dtype=int) - np.min(y, initial=0))
+    counts = np.bincount(np.asarray(y, dtype=int))  # class indices, never negative
     if keys is not None and len(keys) and counts[counts > 0].min() >= KEYED_FOLD_MIN * folds:
         fold = _mix(np.asarray(keys, dtype=np.uint64), seed) % np.uint64(folds)
         return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(folds)]
