@@ -14,7 +14,21 @@ People review everything outside the region plus the audits inside it, so the re
 N - A + a A. This is a model, not a run: an estimator that knew the region's true error rate up to the binomial
 uncertainty of its checks could not stop sooner. Compared with the reviews the same runs needed to first reach the
 target with gold known ("hindsight"), it says how far above hindsight a valid 95% certificate must stop on this data.
-The last line printed is one JSON object.
+
+Stratified checks (``--strata``). Would cutting the region into S equal-count strata by ambiguity, each bounded by its
+own checks, or drawing audits more often where the errors sit, stop sooner? The fit gives the errors among the x least
+ambiguous items as E(x) = x r(x), so stratum s of the region holds E(hi) - E(lo) errors. Each stratum's rate gets its
+Jeffreys posterior from its expected checks, the region's errors are the strata's posteriors summed (their 95th
+percentile from ``DRAWS`` draws, fixed seed), at the same total audit budget a A spread evenly ("even") or in
+proportion to each stratum's sqrt(m (1 - m)) (Neyman allocation: "ambiguity-weighted", the importance sampling a
+router could do).
+
+Choosing the region from its checks (``--trials``). The router does not test one region: it takes the largest prefix
+of the ranking whose bound holds, so the region's edge falls where its checks happen to be short of errors. Over
+``--trials`` simulated projects (items in rank order erring at the fit's marginal rate, checks drawn at the audit
+rate plus a random calibration sample, the bound as the router computes it, one round, a fixed ranking), it reports
+how often the dataset at the chosen region really held the target, and how often the bound held at one region fixed
+in advance (the median chosen size). The last line printed is one JSON object.
 """
 import argparse
 import json
@@ -24,7 +38,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import beta
 
-LINE = re.compile(r"auto-accepted (\d+), region \{[^}]*\}, true ([\d.]+), auto true ([\d.]+)")
+# The region record holds nested zones: match up to the line's last fields.
+LINE = re.compile(r"auto-accepted (\d+), region [^\n]*?, true ([\d.]+), auto true ([\d.]+)$", re.MULTILINE)
 HINDSIGHT = re.compile(r"stopped \w+ after (\d+) reviews, true accuracy \S+, hindsight (\d+)")
 ROWS = re.compile(r": (\d+) rows, LLM accuracy")
 
@@ -56,11 +71,76 @@ def best_stop(*, n: int, rate, audit_rate: float, calibration: int, target: floa
     return best
 
 
+DRAWS = 20_000
+
+
+def stratified_stop(*, n: int, rate, audit_rate: float, calibration: int, target: float, strata: int,
+                    weighted: bool) -> tuple[int, float]:
+    """``best_stop`` with the region cut into ``strata`` equal-count strata (module docstring)."""
+    allowance = (1 - target) * n
+    rng = np.random.default_rng(0)
+    best = (0, 1.0)
+
+    def errors_below(x: np.ndarray) -> np.ndarray:
+        return x * np.array([rate(v) for v in x])
+
+    for size in range(500, n, 25):
+        edges = np.linspace(0, size, strata + 1)
+        widths = np.diff(edges)
+        marginal = np.clip(np.diff(errors_below(edges)) / widths, 1e-4, 1 - 1e-4)
+        weight = np.sqrt(marginal * (1 - marginal)) if weighted else np.ones(strata)
+        rates = np.minimum(1.0, audit_rate * size * weight / (weight * widths).sum())
+        checks = rates * widths + calibration * widths / n
+        errors = marginal * checks
+        draws = rng.beta(errors + 0.5, checks - errors + 0.5, size=(DRAWS, strata))
+        upper = float(np.quantile(draws @ (widths * (1 - rates)), 0.95))
+        if upper <= allowance:
+            reviews = (n - size + float((rates * widths).sum())) / n
+            if reviews < best[1]:
+                best = (size, reviews)
+    return best
+
+
+def choice_coverage(*, n: int, rate, audit_rate: float, calibration: int, target: float,
+                    trials: int) -> dict:
+    """How often the region the fill chooses holds the target, against one region fixed in advance (docstring)."""
+    rng = np.random.default_rng(0)
+    rank = np.arange(n, dtype=float)
+    errors_below = rank * np.array([rate(v) for v in rank])
+    marginal = np.clip(np.diff(np.append(errors_below, n * rate(n))), 0.0, 1.0)
+    allowance = (1 - target) * n
+
+    def one(fixed: int | None = None) -> tuple[bool, bool, int] | None:
+        """(the bound held, the dataset held the target, the region's last rank) of one simulated project."""
+        wrong = rng.random(n) < marginal
+        checked = rng.random(n) < audit_rate
+        checked[rng.choice(n, size=min(calibration, n), replace=False)] = True
+        seen, found = np.cumsum(checked), np.cumsum(checked & wrong)
+        auto = np.cumsum(~checked)
+        upper = np.where(seen > 0, beta.ppf(0.95, found + 0.5, seen - found + 0.5), 1.0)
+        if fixed is None:
+            ok = np.flatnonzero(auto * upper <= allowance)
+            if not len(ok):
+                return None
+            fixed = int(ok[-1])
+        missed = int((wrong[: fixed + 1] & ~checked[: fixed + 1]).sum())
+        return missed <= auto[fixed] * upper[fixed], missed <= allowance, fixed
+
+    chosen = [r for r in (one() for _ in range(trials)) if r is not None]
+    size = int(np.median([r[2] for r in chosen]))
+    fixed = [one(size)[0] for _ in range(trials)]
+    return {"trials": trials, "chosen_bound_held": round(float(np.mean([r[0] for r in chosen])), 4),
+            "chosen_target_held": round(float(np.mean([r[1] for r in chosen])), 4),
+            "median_region": size, "fixed_bound_held": round(float(np.mean(fixed)), 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("logs", type=Path, nargs="+")
     parser.add_argument("--target", type=float, default=0.98)
     parser.add_argument("--calibration", type=int, default=189, help="the calibration sample's size")
+    parser.add_argument("--strata", type=int, nargs="*", default=[], help="also bound the region in these many strata")
+    parser.add_argument("--trials", type=int, default=0, help="simulate the fill's choice of region this many times")
     args = parser.parse_args()
     n, points, hindsight = read(args.logs)
     sizes = np.array([p[0] for p in points], dtype=float)
@@ -82,8 +162,29 @@ def main() -> None:
                                   "over_hindsight": round(ratio, 3) if ratio else None}
         print(f"audit rate {audit_rate:.0%}: region {size}, reviews {reviews:.1%}"
               + (f" = {ratio:.2f}x hindsight" if ratio else ""))
+    stratified = {}
+    for audit_rate in (0.05, 0.1, 0.15):
+        for strata in args.strata:
+            for weighted in (False, True):
+                size, reviews = stratified_stop(n=n, rate=rate, audit_rate=audit_rate, calibration=args.calibration,
+                                                target=args.target, strata=strata, weighted=weighted)
+                ratio = reviews / median_hindsight if median_hindsight else None
+                how = "ambiguity-weighted" if weighted else "even"
+                stratified[f"{audit_rate} {strata} {how}"] = {
+                    "region": size, "reviews": round(reviews, 4), "over_hindsight": round(ratio, 3) if ratio else None}
+                print(f"audit budget {audit_rate:.0%}, {strata} strata, {how} audits: region {size}, reviews "
+                      f"{reviews:.1%}" + (f" = {ratio:.2f}x hindsight" if ratio else ""))
+    choice = None
+    if args.trials:
+        choice = choice_coverage(n=n, rate=rate, audit_rate=0.05, calibration=args.calibration, target=args.target,
+                                 trials=args.trials)
+        print(f"5% audits, {args.trials} simulated projects: at the region the fill chose, the bound held in "
+              f"{choice['chosen_bound_held']:.1%} and the dataset met the target in {choice['chosen_target_held']:.1%}; "
+              f"at one region of {choice['median_region']} items fixed in advance the bound held in "
+              f"{choice['fixed_bound_held']:.1%}")
     print(json.dumps({"n": n, "rounds": len(points), "rate_fit": [round(intercept, 5), round(slope, 9)],
-                      "hindsight_median": median_hindsight, "stops": stops}))
+                      "hindsight_median": median_hindsight, "stops": stops, "stratified": stratified,
+                      "choice": choice}))
 
 
 if __name__ == "__main__":
