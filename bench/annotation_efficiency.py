@@ -1,7 +1,7 @@
 """How many human reviews until the curated labels reach 95 / 98 / 99% accuracy? Replays a labelled CSV through the app.
 
     python bench/annotation_efficiency.py PATH [--seeds 20] [--batch 0.02] [--weak-labels N] [--limit N]
-        [--certified [--target 0.98] [--certified-only]]
+        [--certified [--target 0.98] [--certified-only] [--first-seed S [--replay-from F]]]
 
 PATH is a CSV with ``text``, ``gold`` and ``llm_label`` (empty = the LLM abstained), optionally ``llm_confidence``; any
 label set. A gold-only CSV (``text``, ``label``) works with ``--weak-labels N``: the "LLM" is then a weak classifier
@@ -264,7 +264,8 @@ def audit_coverage(rows: list[dict], seeds: int, log) -> float:
 def seeded_project(rows: list[dict], *, seed: int, target: float, step: int, audit_rate: float | None = None):
     """Seed ``seed``'s certified project: with --certified-only, the project with id seed + 1 created at a fixed time
     (the calibration and audit draws are seeded by both), whichever process runs it: --first-seed runs seeds side by
-    side, and bench/check_drift.py replays one."""
+    side, and bench/check_drift.py replays one. The audit draw and the folds also hash the item ids, which follow the
+    items of the seeds imported before in the same database: ``--replay-from`` imports those first."""
     from django.contrib.auth import get_user_model
 
     from annotation.models import Project
@@ -277,8 +278,11 @@ def seeded_project(rows: list[dict], *, seed: int, target: float, step: int, aud
 
 
 def certified(rows: list[dict], seeds: int, target: float, batch: float, log,
-              audit_rate: float | None = None, first_seed: int = 0) -> tuple[dict, dict]:
-    """The default policy with a target: when does the app declare the target reached, and did it hold?"""
+              audit_rate: float | None = None, first_seed: int = 0,
+              replay_from: int | None = None) -> tuple[dict, dict]:
+    """The default policy with a target: when does the app declare the target reached, and did it hold?
+    ``replay_from``: import the projects of seeds ``replay_from`` .. ``first_seed`` - 1 first, without running them, so
+    the seeds run get the item ids they had in a process started at ``replay_from``."""
     from annotation.models import Item, Project, Review, Status
     from annotation.selection import selection_run_round
     from annotation.selection.estimates import accuracy_estimate
@@ -299,6 +303,8 @@ def certified(rows: list[dict], seeds: int, target: float, batch: float, log,
         return (sum(ok for ok, _ in right) / len(right) if right else None,
                 sum(auto) / len(auto) if auto else None)
 
+    for seed in range(first_seed if replay_from is None else replay_from, first_seed):
+        seeded_project(rows, seed=seed, target=target, step=step, audit_rate=audit_rate)
     for seed in range(first_seed, first_seed + seeds):
         project, reviewer = seeded_project(rows, seed=seed, target=target, step=step, audit_rate=audit_rate)
         row_of = row_index(project)
@@ -386,6 +392,9 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.98, help="target accuracy for --certified")
     parser.add_argument("--audit-rate", type=float, default=None,
                         help="with --certified: the projects' audit rate (default: the app's default)")
+    parser.add_argument("--replay-from", type=int, default=None,
+                        help="with --certified: import seeds from this one up to --first-seed first, unrun, so each "
+                             "seed gets the item ids it had in a process started there")
     parser.add_argument("--first-seed", type=int, default=0,
                         help="with --certified: the first seed (run seeds side by side in separate processes)")
     parser.add_argument("--certified-only", action="store_true",
@@ -413,7 +422,8 @@ def main() -> None:
         if args.certified:
             result["certified"], result["unreliable"] = certified(rows, args.seeds, args.target, args.batch, log,
                                                                    audit_rate=args.audit_rate,
-                                                                   first_seed=args.first_seed)
+                                                                   first_seed=args.first_seed,
+                                                                   replay_from=args.replay_from)
         print(json.dumps(result))
 
 

@@ -179,7 +179,8 @@ def main() -> None:
         choice = choice_coverage(n=n, rate=rate, audit_rate=0.05, calibration=args.calibration, target=args.target,
                                  trials=args.trials)
         print(f"5% audits, {args.trials} simulated projects: at the region the fill chose, the bound held in "
-              f"{choice['chosen_bound_held']:.1%} and the dataset met the target in {choice['chosen_target_held']:.1%}; "
+              f"{choice['chosen_bound_held']:.1%} and the dataset met the target in "
+              f"{choice['chosen_target_held']:.1%}; "
               f"at one region of {choice['median_region']} items fixed in advance the bound held in "
               f"{choice['fixed_bound_held']:.1%}")
     print(json.dumps({"n": n, "rounds": len(points), "rate_fit": [round(intercept, 5), round(slope, 9)],
