@@ -1,7 +1,7 @@
 """How many human reviews until the curated labels reach 95 / 98 / 99% accuracy? Replays a labelled CSV through the app.
 
     python bench/annotation_efficiency.py PATH [--seeds 20] [--batch 0.02] [--weak-labels N] [--limit N]
-        [--certified [--target 0.98] [--certified-only] [--first-seed S [--replay-from F]]]
+        [--curve-seed S] [--certified [--target 0.98] [--certified-only] [--first-seed S [--replay-from F]]]
 
 PATH is a CSV with ``text``, ``gold`` and ``llm_label`` (empty = the LLM abstained), optionally ``llm_confidence``; any
 label set. A gold-only CSV (``text``, ``label``) works with ``--weak-labels N``: the "LLM" is then a weak classifier
@@ -13,8 +13,8 @@ importer, scoring rounds (``selection_run_round``), the review queue's claim and
 reviewer who answers with gold. Each step the lead widens the review budget by ``--batch`` of the items, a round
 routes the most ambiguous open items to the queue, the reviewer works through the queue, and the model retrains.
 Curated labels are the reviewer's for reviewed items and the LLM's for the rest (an abstention counts as wrong until
-reviewed). The curve uses seed 0 and no audits (audits are measured separately: with audits each step also reviews
-``audit_rate`` of the auto-accepted items).
+reviewed). The curve uses seed 0 (``--curve-seed`` another) and no audits (audits are measured separately: with
+audits each step also reviews ``audit_rate`` of the auto-accepted items).
 
 Baselines are orderings of the same items: random, by LLM confidence (lowest first; null without a confidence
 column), and the oracle that reviews exactly the LLM's errors (the limit). ``audit_coverage``: over ``--seeds`` fresh
@@ -187,13 +187,20 @@ def row_index(project) -> dict:
     return {pk: int(extra["row"]) for pk, extra in Item.objects.filter(project=project).values_list("pk", "extra")}
 
 
-def learning_curve(rows: list[dict], batch: float, log) -> dict:
-    """Seed 0, no audits: widen the budget by one batch, route, review the queue, retrain; until 99% or all reviewed."""
+def learning_curve(rows: list[dict], batch: float, log, seed: int = 0) -> dict:
+    """No audits: widen the budget by one batch, route, review the queue, retrain; until 99% or all reviewed.
+    ``seed``: the curve's project gets id seed + 1 (placeholder projects first), and the project id seeds its
+    calibration draw, its folds and its models; seed 0 is the curve every earlier table reports."""
+    from django.contrib.auth import get_user_model
+
     from annotation.models import Item, Project, Status
     from annotation.selection import selection_run_round
 
     n = len(rows)
     step = max(1, round(batch * n))
+    lead, _ = get_user_model().objects.get_or_create(username="bench-lead")
+    while (Project.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) < seed:
+        Project.objects.create(name=f"bench placeholder {seed}", created_by=lead)
     project, reviewer = make_project(rows, name="bench curve", audit_rate=0.0, budget=0.0, batch_reviews=step)
     row_of = row_index(project)
     correct = sum(r["llm_label"] == r["gold"] for r in rows)
@@ -392,6 +399,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.98, help="target accuracy for --certified")
     parser.add_argument("--audit-rate", type=float, default=None,
                         help="with --certified: the projects' audit rate (default: the app's default)")
+    parser.add_argument("--curve-seed", type=int, default=0, help="the budget-mode curve's seed (its project id - 1)")
     parser.add_argument("--replay-from", type=int, default=None,
                         help="with --certified: import seeds from this one up to --first-seed first, unrun, so each "
                              "seed gets the item ids it had in a process started there")
@@ -413,7 +421,7 @@ def main() -> None:
         result = {"dataset": args.path.name, "n": n, "llm_accuracy": llm_accuracy}
         if not (args.certified and args.certified_only):
             started = time.monotonic()
-            reviews_to = learning_curve(rows, args.batch, log)
+            reviews_to = learning_curve(rows, args.batch, log, seed=args.curve_seed)
             log(f"curve took {time.monotonic() - started:.0f} s")
             coverage = audit_coverage(rows, args.seeds, log) if args.seeds else None
             result |= {"reviews_to": reviews_to, "baselines": baselines(rows, seed=0), "audit_coverage": coverage}
