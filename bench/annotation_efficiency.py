@@ -181,6 +181,18 @@ def review_queue(project, reviewer, rows: list[dict], row_of: dict, on_review=No
     return done
 
 
+def make_room(seed: int) -> None:
+    """Empty placeholder projects until the newest project id is at least ``seed``: the next project gets id seed + 1
+    (a project's id seeds its calibration draw, folds and models)."""
+    from django.contrib.auth import get_user_model
+
+    from annotation.models import Project
+
+    lead, _ = get_user_model().objects.get_or_create(username="bench-lead")
+    while (Project.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) < seed:
+        Project.objects.create(name=f"bench placeholder {seed}", created_by=lead)
+
+
 def row_index(project) -> dict:
     from annotation.models import Item
 
@@ -191,16 +203,12 @@ def learning_curve(rows: list[dict], batch: float, log, seed: int = 0) -> dict:
     """No audits: widen the budget by one batch, route, review the queue, retrain; until 99% or all reviewed.
     ``seed``: the curve's project gets id seed + 1 (placeholder projects first), and the project id seeds its
     calibration draw, its folds and its models; seed 0 is the curve every earlier table reports."""
-    from django.contrib.auth import get_user_model
-
     from annotation.models import Item, Project, Status
     from annotation.selection import selection_run_round
 
     n = len(rows)
     step = max(1, round(batch * n))
-    lead, _ = get_user_model().objects.get_or_create(username="bench-lead")
-    while (Project.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) < seed:
-        Project.objects.create(name=f"bench placeholder {seed}", created_by=lead)
+    make_room(seed)
     project, reviewer = make_project(rows, name="bench curve", audit_rate=0.0, budget=0.0, batch_reviews=step)
     row_of = row_index(project)
     correct = sum(r["llm_label"] == r["gold"] for r in rows)
@@ -273,13 +281,7 @@ def seeded_project(rows: list[dict], *, seed: int, target: float, step: int, aud
     (the calibration and audit draws are seeded by both), whichever process runs it: --first-seed runs seeds side by
     side, and bench/check_drift.py replays one. The audit draw and the folds also hash the item ids, which follow the
     items of the seeds imported before in the same database: ``--replay-from`` imports those first."""
-    from django.contrib.auth import get_user_model
-
-    from annotation.models import Project
-
-    lead, _ = get_user_model().objects.get_or_create(username="bench-lead")
-    while (Project.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) < seed:
-        Project.objects.create(name=f"bench placeholder {seed}", created_by=lead)
+    make_room(seed)
     return make_project(rows, name=f"bench certified {seed}", audit_rate=audit_rate, budget=0.0, batch_reviews=step,
                         target=target, created_at=datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(days=seed))
 

@@ -74,20 +74,21 @@ def best_stop(*, n: int, rate, audit_rate: float, calibration: int, target: floa
 DRAWS = 20_000
 
 
+def errors_below(rate, x: np.ndarray) -> np.ndarray:
+    """The fit's expected errors among the x least ambiguous items, E(x) = x r(x), for each x."""
+    return x * np.array([rate(v) for v in x])
+
+
 def stratified_stop(*, n: int, rate, audit_rate: float, calibration: int, target: float, strata: int,
                     weighted: bool) -> tuple[int, float]:
     """``best_stop`` with the region cut into ``strata`` equal-count strata (module docstring)."""
     allowance = (1 - target) * n
     rng = np.random.default_rng(0)
     best = (0, 1.0)
-
-    def errors_below(x: np.ndarray) -> np.ndarray:
-        return x * np.array([rate(v) for v in x])
-
     for size in range(500, n, 25):
         edges = np.linspace(0, size, strata + 1)
         widths = np.diff(edges)
-        marginal = np.clip(np.diff(errors_below(edges)) / widths, 1e-4, 1 - 1e-4)
+        marginal = np.clip(np.diff(errors_below(rate, edges)) / widths, 1e-4, 1 - 1e-4)
         weight = np.sqrt(marginal * (1 - marginal)) if weighted else np.ones(strata)
         rates = np.minimum(1.0, audit_rate * size * weight / (weight * widths).sum())
         checks = rates * widths + calibration * widths / n
@@ -105,9 +106,7 @@ def choice_coverage(*, n: int, rate, audit_rate: float, calibration: int, target
                     trials: int) -> dict:
     """How often the region the fill chooses holds the target, against one region fixed in advance (docstring)."""
     rng = np.random.default_rng(0)
-    rank = np.arange(n, dtype=float)
-    errors_below = rank * np.array([rate(v) for v in rank])
-    marginal = np.clip(np.diff(np.append(errors_below, n * rate(n))), 0.0, 1.0)
+    marginal = np.clip(np.diff(errors_below(rate, np.arange(n + 1, dtype=float))), 0.0, 1.0)
     allowance = (1 - target) * n
 
     def one(fixed: int | None = None) -> tuple[bool, bool, int] | None:
