@@ -1,7 +1,7 @@
 """How many human reviews until the curated labels reach 95 / 98 / 99% accuracy? Replays a labelled CSV through the app.
 
     python bench/annotation_efficiency.py PATH [--seeds 20] [--batch 0.02] [--weak-labels N] [--limit N]
-        [--curve-seed S] [--certified [--target 0.98] [--certified-only] [--first-seed S [--replay-from F]]]
+        [--curve-seed S] [--certified [--target 0.98] [--certified-only] [--first-seed S [--replay-from F]] [--until-reviewed F]]
 
 PATH is a CSV with ``text``, ``gold`` and ``llm_label`` (empty = the LLM abstained), optionally ``llm_confidence``; any
 label set. A gold-only CSV (``text``, ``label``) works with ``--weak-labels N``: the "LLM" is then a weak classifier
@@ -288,10 +288,12 @@ def seeded_project(rows: list[dict], *, seed: int, target: float, step: int, aud
 
 def certified(rows: list[dict], seeds: int, target: float, batch: float, log,
               audit_rate: float | None = None, first_seed: int = 0,
-              replay_from: int | None = None) -> tuple[dict, dict]:
+              replay_from: int | None = None, until_reviewed: float | None = None) -> tuple[dict, dict]:
     """The default policy with a target: when does the app declare the target reached, and did it hold?
     ``replay_from``: import the projects of seeds ``replay_from`` .. ``first_seed`` - 1 first, without running them, so
-    the seeds run get the item ids they had in a process started at ``replay_from``."""
+    the seeds run get the item ids they had in a process started at ``replay_from``. ``until_reviewed``: end each
+    seed once this share of the items is reviewed (a diagnostic run for the per-round log lines; a seed ended so
+    does not count as held)."""
     from annotation.models import Item, Project, Review, Status
     from annotation.selection import selection_run_round
     from annotation.selection.estimates import accuracy_estimate
@@ -350,6 +352,9 @@ def certified(rows: list[dict], seeds: int, target: float, batch: float, log,
                 unreliable_at = run["reviews"]
             if phase in ("reached", "unreliable"):
                 break
+            if until_reviewed is not None and run["reviews"] >= until_reviewed * n:
+                phase = "ended"
+                break
             if review_queue(project, reviewer, rows, row_of, on_review, at_most=step) == 0:
                 break  # nothing to review and no new reviews: the next round would decide the same
         true_accuracy = None
@@ -407,6 +412,8 @@ def main() -> None:
                              "seed gets the item ids it had in a process started there")
     parser.add_argument("--first-seed", type=int, default=0,
                         help="with --certified: the first seed (run seeds side by side in separate processes)")
+    parser.add_argument("--until-reviewed", type=float, default=None,
+                        help="with --certified: end each seed once this share is reviewed (diagnostic runs)")
     parser.add_argument("--certified-only", action="store_true",
                         help="with --certified: skip the budget-mode curve and the audit coverage")
     args = parser.parse_args()
@@ -433,7 +440,8 @@ def main() -> None:
             result["certified"], result["unreliable"] = certified(rows, args.seeds, args.target, args.batch, log,
                                                                    audit_rate=args.audit_rate,
                                                                    first_seed=args.first_seed,
-                                                                   replay_from=args.replay_from)
+                                                                   replay_from=args.replay_from,
+                                                                   until_reviewed=args.until_reviewed)
         print(json.dumps(result))
 
 
