@@ -1,7 +1,8 @@
 """How many human reviews until the curated labels reach 95 / 98 / 99% accuracy? Replays a labelled CSV through the app.
 
     python bench/annotation_efficiency.py PATH [--seeds 20] [--batch 0.02] [--weak-labels N] [--limit N]
-        [--curve-seed S] [--certified [--target 0.98] [--certified-only] [--first-seed S [--replay-from F]] [--until-reviewed F]]
+        [--curve-seed S] [--certified [--target 0.98] [--certified-only] [--first-seed S [--replay-from F]]
+        [--until-reviewed F]]
 
 PATH is a CSV with ``text``, ``gold`` and ``llm_label`` (empty = the LLM abstained), optionally ``llm_confidence``; any
 label set. A gold-only CSV (``text``, ``label``) works with ``--weak-labels N``: the "LLM" is then a weak classifier
