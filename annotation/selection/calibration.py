@@ -31,11 +31,13 @@ routing mode.
 
 Unreliable. A cohort is declared unreliable when no region the router can name meets the target: for every set of
 the least ambiguous checks (at least ``MIN_REGION_CHECKS`` of them), the one-sided lower bound of its error rate is
-above 1 - T. The calibration sample alone is judged at 95%: it is the verdict the issue asks for "within the
-calibration sample", and its evidence does not grow round after round. Every check, audits included, is judged at
-99.5% (``UNRELIABLE_CONFIDENCE``): audits accumulate and every round looks again, and at 95% a usable GPT-3.5 whose
-least ambiguous items err about 1% (its next ones 2-5%) was declared unreliable on one mr_gpt35 seed of three. A
-31%-accurate labeller is caught by its calibration sample; one region below the line is enough to keep an LLM.
+above 1 - T at 99.5% (``UNRELIABLE_CONFIDENCE``). The verdict withdraws the cohort's auto-accepts and stops them, so it
+asks for stronger evidence than a bound does: the calibration sample is judged once, when it is complete, and every
+check, audits included, at each round after. At 95% the calibration verdict declared a usable GPT-3.5 (90% right; the
+other runs reach the 98% certificate with it) unreliable in one of 34 mr_gpt35 runs: the ranking of the round its
+sample completed put 4 errors among the 30 least ambiguous of its 189 calibration items, and a verdict given once is
+kept (bench/RESULTS.md, session 12). A 30%-accurate labeller's least ambiguous 30 carry
+11-14 errors, far above the line at either level. One region below the line is enough to keep an LLM.
 
 Per-item p(error), shown to people: the checks cut into ``ERROR_STRATA`` equal-count strata of the pool by
 ambiguity, pooled until monotone (pool adjacent violators: isotonic regression over strata), each stratum's Jeffreys
@@ -54,9 +56,8 @@ CALIBRATION_STRATA = 5
 ERROR_STRATA = 10
 MIN_REGION_CHECKS = 30
 CONFIDENCE = 0.95
-# Declaring a cohort unreliable withdraws its auto-accepts and stops them: it asks for stronger evidence than a bound,
-# because every round looks again (at 95%, 2 errors among the 30 cleanest checks of a 1%-error region, a 1-in-20 event
-# per look, declared a usable GPT-3.5 unreliable on one mr_gpt35 seed out of three).
+# Declaring a cohort unreliable withdraws its auto-accepts and stops them: it asks for stronger evidence than a bound
+# (module docstring, "Unreliable").
 UNRELIABLE_CONFIDENCE = 0.995
 
 
@@ -305,12 +306,9 @@ def _between(checks: Checks, low: float, high: float) -> tuple[int, int]:
     return end - start, int(wrong[end] - wrong[start])
 
 
-def llm_unreliable(*, checks: Checks, target: float, calibration: Checks | None = None) -> bool:
+def llm_unreliable(*, checks: Checks, target: float) -> bool:
     """True when no region of the least ambiguous checks (``MIN_REGION_CHECKS`` or more) errs as rarely as the target
-    allows: on the calibration sample alone at 95% confidence, or on every check (audits included) at 99.5% (module
-    docstring). Fewer checks than that: not decided (False)."""
-    if calibration is not None and _no_clean_region(calibration, target, CONFIDENCE):
-        return True
+    allows, at 99.5% confidence (module docstring). Fewer checks than that: not decided (False)."""
     return _no_clean_region(checks, target, UNRELIABLE_CONFIDENCE)
 
 

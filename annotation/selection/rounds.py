@@ -592,13 +592,13 @@ def _plan(*, project: Project, rows: list[_Row], ambiguity: np.ndarray, open_idx
 
     # The calibration sample's verdict is given once, at the first round after the cohort's sample is complete, and
     # kept (re-judging the same sample under each round's new ranking would be one more look every round); later
-    # rounds judge every check, audits included, at the stricter level (calibration.llm_unreliable).
+    # rounds judge every check, audits included, at the same 99.5% level (calibration.llm_unreliable).
     verdicts = {}
     for c, sample in samples.items():
         if sample.complete and c in checks:
             kept = before.get(c, {}).get("calibration_verdict")
             verdicts[c] = kept if kept is not None and before[c].get("size") == sample.size else llm_unreliable(
-                checks=sampled.get(c) or checks[c], target=target_accuracy, calibration=sampled.get(c))
+                checks=sampled.get(c) or checks[c], target=target_accuracy)
     unreliable = {c for c, verdict in verdicts.items()
                   if verdict or llm_unreliable(checks=checks[c], target=target_accuracy)}
     state = {"target": target_accuracy, "mode": project.routing_mode,

@@ -161,11 +161,15 @@ def test_one_clean_region_is_enough_to_keep_the_llm():
                                                                        wrong=np.ones(20, bool)), target=0.98)
 
 
-def test_the_calibration_sample_is_judged_at_95_percent_and_every_check_at_99_5():
-    # 3 errors in 30 checks: above a 2% allowance at 95% confidence, not at 99.5%.
-    checks = calibration.Checks.of(ambiguity=np.linspace(0, 1, 30), wrong=np.arange(30) % 10 == 0)
-    assert calibration.llm_unreliable(checks=checks, calibration=checks, target=0.98)
-    assert not calibration.llm_unreliable(checks=checks, target=0.98)  # the same evidence, from audits
+def test_unreliable_asks_for_99_5_percent():
+    # Against a 10% allowance: 7 errors in 30 checks are above it at 95% confidence (Jeffreys lower bound 0.128), not
+    # at 99.5% (0.083); 12 are above it at 99.5% too. A verdict that withdraws every auto-accept waits for stronger
+    # evidence than a bound.
+    def checks(errors):
+        return calibration.Checks.of(ambiguity=np.linspace(0, 1, 30), wrong=np.arange(30) < errors)
+
+    assert not calibration.llm_unreliable(checks=checks(7), target=0.9)
+    assert calibration.llm_unreliable(checks=checks(12), target=0.9)
 
 
 def test_the_items_that_joined_the_range_since_its_checks_were_drawn_are_a_zone_of_their_own():
