@@ -34,10 +34,10 @@ the least ambiguous checks (at least ``MIN_REGION_CHECKS`` of them), the one-sid
 above 1 - T at 99.5% (``UNRELIABLE_CONFIDENCE``). The verdict withdraws the cohort's auto-accepts and stops them, so it
 asks for stronger evidence than a bound does: the calibration sample is judged once, when it is complete, and every
 check, audits included, at each round after. At 95% the calibration verdict declared a usable GPT-3.5 (90% right; the
-other runs reach the 98% certificate with it) unreliable in one of 34 mr_gpt35 runs: the ranking of the round its
-sample completed put 4 errors among the 30 least ambiguous of its 189 calibration items, and a verdict given once is
-kept (bench/RESULTS.md, session 12). A 30%-accurate labeller's least ambiguous 30 carry
-11-14 errors, far above the line at either level. One region below the line is enough to keep an LLM.
+other runs reach the 98% certificate with it) unreliable for good on one mr_gpt35 run: the ranking of the round its
+sample completed put 4 errors among the 30 least ambiguous of its 189 calibration items (least prefix bound 0.0285,
+against 0.0133 at most on 24 other seeds; bench/RESULTS.md, session 12). A 30%-accurate labeller's least ambiguous 30
+carry 11-14 errors, far above the line at either level. One region below the line is enough to keep an LLM.
 
 Per-item p(error), shown to people: the checks cut into ``ERROR_STRATA`` equal-count strata of the pool by
 ambiguity, pooled until monotone (pool adjacent violators: isotonic regression over strata), each stratum's Jeffreys
