@@ -27,7 +27,6 @@ def one(path: Path, seed: int, weak_labels: int, target: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="ss-verdict-") as folder:
         setup_django(folder=folder, migrate=True)
         import annotation_efficiency as ae
-        import numpy as np
 
         from annotation.models import Project
         from annotation.selection import calibration, rounds, selection_run_round
@@ -53,16 +52,17 @@ def one(path: Path, seed: int, weak_labels: int, target: float) -> dict:
                 break
             if ae.review_queue(project, reviewer, rows, row_of, at_most=step) == 0:
                 break
-        out = {"seed": seed, "phase": state.get("phase"),
-               "verdicts": {c: v.get("calibration_verdict") for c, v in (state.get("cohorts") or {}).items()}}
-        for cohort, sample in judged.items():
-            n = np.arange(1, len(sample) + 1)
-            k = np.cumsum(sample.wrong)
-            usable = n >= calibration.MIN_REGION_CHECKS
-            out[cohort] = {"checks": len(sample), "wrong": int(sample.wrong.sum()), "least_lower": {
-                f"{level}": round(float(calibration.rate_lower(n[usable], k[usable], level).min()), 4)
-                if usable.any() else None for level in (0.95, calibration.UNRELIABLE_CONFIDENCE)}}
-        return out
+        cohorts = state.get("cohorts") or {}
+        return {"seed": seed, "phase": state.get("phase"), "cohorts": {cohort: {
+            "verdict": (cohorts.get(cohort) or {}).get("calibration_verdict"), "checks": len(sample),
+            "wrong": int(sample.wrong.sum()),
+            "least_lower": {f"{level}": _rounded(calibration.least_region_lower(sample, level))
+                            for level in (0.95, calibration.UNRELIABLE_CONFIDENCE)}}
+            for cohort, sample in judged.items()}}
+
+
+def _rounded(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
 
 
 def main() -> None:
@@ -86,10 +86,9 @@ def main() -> None:
         results.append(result)
         print(f"seed {seed}: phase {result['phase']}, " + "; ".join(
             f"{c}: {v['wrong']} of {v['checks']} wrong, least lower bound {v['least_lower']}"
-            for c, v in result.items() if isinstance(v, dict) and "checks" in v), flush=True)
+            for c, v in result["cohorts"].items()), flush=True)
     allowance = round(1 - args.target, 6)
-    worst = {level: max((v["least_lower"][level] or 0.0) for r in results for v in r.values()
-                        if isinstance(v, dict) and "least_lower" in v)
+    worst = {level: max((v["least_lower"][level] or 0.0) for r in results for v in r["cohorts"].values())
              for level in ("0.95", "0.995")}
     print(json.dumps({"dataset": args.path.name, "seeds": args.seeds, "first_seed": args.first_seed,
                       "allowance": allowance, "highest_least_lower": worst,

@@ -309,12 +309,15 @@ def _between(checks: Checks, low: float, high: float) -> tuple[int, int]:
 def llm_unreliable(*, checks: Checks, target: float) -> bool:
     """True when no region of the least ambiguous checks (``MIN_REGION_CHECKS`` or more) errs as rarely as the target
     allows, at 99.5% confidence (module docstring). Fewer checks than that: not decided (False)."""
-    return _no_clean_region(checks, target, UNRELIABLE_CONFIDENCE)
+    least = least_region_lower(checks, UNRELIABLE_CONFIDENCE)
+    return least is not None and least > 1 - target
 
 
-def _no_clean_region(checks: Checks, target: float, confidence: float) -> bool:
+def least_region_lower(checks: Checks, confidence: float) -> float | None:
+    """The least one-sided lower bound of the error rate over every region of the least ambiguous checks
+    (``MIN_REGION_CHECKS`` or more): the cleanest region the router could name. None with fewer checks."""
     if len(checks) < MIN_REGION_CHECKS:
-        return False
+        return None
     n = np.arange(MIN_REGION_CHECKS, len(checks) + 1)
     k = np.cumsum(checks.wrong)[n - 1]
-    return bool(np.all(rate_lower(n, k, confidence) > 1 - target))
+    return float(rate_lower(n, k, confidence).min())
