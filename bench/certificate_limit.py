@@ -1,12 +1,15 @@
 """How soon could any 95% certificate stop, given how the LLM's errors spread over the ambiguity ranking?
 
     python bench/certificate_limit.py LOG [LOG ...] [--target 0.98] [--calibration 189]
+    python bench/certificate_limit.py --fit A B ITEMS HINDSIGHT [...]   # from a fit already made, no logs
 
 Reads the per-round lines of ``bench/annotation_efficiency.py --certified`` runs (each round logs how many items were
 auto-accepted and their true accuracy, gold known) and fits the error rate of the auto-accepted region against its
-size, r(A), by least squares on the rounds after calibration. Then, for several audit rates a, it finds the largest
-region A whose one-sided 95% Jeffreys bound holds the target when the bound is fed the *expected* errors among its
-checks: k = r(A) n, with n = a A audits plus the calibration sample's share A / N of ``--calibration`` items:
+size, r(A), by least squares on the rounds after calibration (or takes r(A) = A_ + B A / 1000 from ``--fit``, with the
+set's size and its median hindsight share). Then, for several audit rates a, it finds the largest region A whose
+one-sided 95% bound, the router's own (``calibration.rate_upper``: Clopper-Pearson since session 13, Jeffreys before),
+holds the target when the bound is fed the *expected* errors among its checks: k = r(A) n, with n = a A audits plus
+the calibration sample's share A / N of ``--calibration`` items:
 
     A (1 - a) upper95(k, n) <= (1 - target) N
 
@@ -23,20 +26,19 @@ percentile from ``DRAWS`` draws, fixed seed), at the same total audit budget a A
 proportion to each stratum's sqrt(m (1 - m)) (Neyman allocation: "ambiguity-weighted", the importance sampling a
 router could do).
 
-Choosing the region from its checks (``--trials``). The router does not test one region: it takes the largest prefix
-of the ranking whose bound holds, so the region's edge falls where its checks happen to be short of errors. Over
-``--trials`` simulated projects (items in rank order erring at the fit's marginal rate, checks drawn at the audit
-rate plus a random calibration sample, the bound as the router computes it, one round, a fixed ranking), it reports
-how often the dataset at the chosen region really held the target, and how often the bound held at one region fixed
-in advance (the median chosen size). The last line printed is one JSON object.
+How often the region the fill *chooses* holds, rather than one fixed in advance, is bench/region_choice.py's question
+(this script's ``--trials`` until session 13). The last line printed is one JSON object.
 """
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import beta
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import setup_django  # noqa: E402
 
 # The region record holds nested zones: match up to the line's last fields.
 LINE = re.compile(r"auto-accepted (\d+), region [^\n]*?, true ([\d.]+), auto true ([\d.]+)$", re.MULTILINE)
@@ -58,12 +60,14 @@ def read(paths: list[Path]) -> tuple[int, list[tuple[int, float]], list[float]]:
 
 def best_stop(*, n: int, rate, audit_rate: float, calibration: int, target: float) -> tuple[int, float]:
     """(region size, reviews as a share of n) of the soonest stop the model allows."""
+    from annotation.selection.calibration import rate_upper
+
     allowance = (1 - target) * n
     best = (0, 1.0)
     for size in range(50, n, 25):
         checks = audit_rate * size + calibration * size / n
         errors = rate(size) * checks
-        upper = beta.ppf(0.95, errors + 0.5, checks - errors + 0.5)
+        upper = float(rate_upper(checks, errors))
         if size * (1 - audit_rate) * upper <= allowance:
             reviews = (n - size + audit_rate * size) / n
             if reviews < best[1]:
@@ -102,49 +106,26 @@ def stratified_stop(*, n: int, rate, audit_rate: float, calibration: int, target
     return best
 
 
-def choice_coverage(*, n: int, rate, audit_rate: float, calibration: int, target: float,
-                    trials: int) -> dict:
-    """How often the region the fill chooses holds the target, against one region fixed in advance (docstring)."""
-    rng = np.random.default_rng(0)
-    marginal = np.clip(np.diff(errors_below(rate, np.arange(n + 1, dtype=float))), 0.0, 1.0)
-    allowance = (1 - target) * n
-
-    def one(fixed: int | None = None) -> tuple[bool, bool, int] | None:
-        """(the bound held, the dataset held the target, the region's last rank) of one simulated project."""
-        wrong = rng.random(n) < marginal
-        checked = rng.random(n) < audit_rate
-        checked[rng.choice(n, size=min(calibration, n), replace=False)] = True
-        seen, found = np.cumsum(checked), np.cumsum(checked & wrong)
-        auto = np.cumsum(~checked)
-        upper = np.where(seen > 0, beta.ppf(0.95, found + 0.5, seen - found + 0.5), 1.0)
-        if fixed is None:
-            ok = np.flatnonzero(auto * upper <= allowance)
-            if not len(ok):
-                return None
-            fixed = int(ok[-1])
-        missed = int((wrong[: fixed + 1] & ~checked[: fixed + 1]).sum())
-        return missed <= auto[fixed] * upper[fixed], missed <= allowance, fixed
-
-    chosen = [r for r in (one() for _ in range(trials)) if r is not None]
-    size = int(np.median([r[2] for r in chosen]))
-    fixed = [one(size)[0] for _ in range(trials)]
-    return {"trials": trials, "chosen_bound_held": round(float(np.mean([r[0] for r in chosen])), 4),
-            "chosen_target_held": round(float(np.mean([r[1] for r in chosen])), 4),
-            "median_region": size, "fixed_bound_held": round(float(np.mean(fixed)), 4)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("logs", type=Path, nargs="+")
+    parser.add_argument("logs", type=Path, nargs="*")
+    parser.add_argument("--fit", type=float, nargs=4, metavar=("A", "B", "ITEMS", "HINDSIGHT"),
+                        help="r(A) = A + B A/1000 on ITEMS items whose median hindsight share is HINDSIGHT")
     parser.add_argument("--target", type=float, default=0.98)
     parser.add_argument("--calibration", type=int, default=189, help="the calibration sample's size")
     parser.add_argument("--strata", type=int, nargs="*", default=[], help="also bound the region in these many strata")
-    parser.add_argument("--trials", type=int, default=0, help="simulate the fill's choice of region this many times")
     args = parser.parse_args()
-    n, points, hindsight = read(args.logs)
-    sizes = np.array([p[0] for p in points], dtype=float)
-    errors = np.array([p[1] for p in points])
-    slope, intercept = np.polyfit(sizes, errors, 1)
+    setup_django()
+    if args.fit:
+        intercept, slope, n, share = args.fit
+        n, slope, points, hindsight = int(n), slope / 1000, [], [share]
+    elif args.logs:
+        n, points, hindsight = read(args.logs)
+        sizes = np.array([p[0] for p in points], dtype=float)
+        errors = np.array([p[1] for p in points])
+        slope, intercept = np.polyfit(sizes, errors, 1)
+    else:
+        parser.error("give the logs of certified runs, or --fit")
 
     def rate(size: float) -> float:
         return max(1e-4, intercept + slope * size)
@@ -173,18 +154,8 @@ def main() -> None:
                     "region": size, "reviews": round(reviews, 4), "over_hindsight": round(ratio, 3) if ratio else None}
                 print(f"audit budget {audit_rate:.0%}, {strata} strata, {how} audits: region {size}, reviews "
                       f"{reviews:.1%}" + (f" = {ratio:.2f}x hindsight" if ratio else ""))
-    choice = None
-    if args.trials:
-        choice = choice_coverage(n=n, rate=rate, audit_rate=0.05, calibration=args.calibration, target=args.target,
-                                 trials=args.trials)
-        print(f"5% audits, {args.trials} simulated projects: at the region the fill chose, the bound held in "
-              f"{choice['chosen_bound_held']:.1%} and the dataset met the target in "
-              f"{choice['chosen_target_held']:.1%}; "
-              f"at one region of {choice['median_region']} items fixed in advance the bound held in "
-              f"{choice['fixed_bound_held']:.1%}")
     print(json.dumps({"n": n, "rounds": len(points), "rate_fit": [round(intercept, 5), round(slope, 9)],
-                      "hindsight_median": median_hindsight, "stops": stops, "stratified": stratified,
-                      "choice": choice}))
+                      "hindsight_median": median_hindsight, "stops": stops, "stratified": stratified}))
 
 
 if __name__ == "__main__":

@@ -99,6 +99,29 @@ def test_target_fill_holds_the_target_over_many_projects_and_auto_accepts_the_le
     assert np.median(filled) > 0
 
 
+def test_the_region_the_fill_chooses_holds_the_target_at_least_95_percent_of_the_time():
+    """The fill takes the largest region whose bound holds, so the region's edge falls where its checks happen to be
+    short of errors: the bound must leave room for that choice. Errors grow along the ranking; people check a random
+    73-item calibration sample and 5% audits; the dataset is everything, the region auto-accepted. With the Jeffreys
+    bound (used until session 13) the target held in 93.5% of these projects; with the exact bound, 96.2%."""
+    items, target, runs = 2000, 0.95, 2000
+    x = np.arange(items + 1, dtype=float)
+    marginal = np.clip(np.diff(x * (0.005 + 0.05 * x / 1000)), 0, 1)
+    ambiguity = np.arange(items) / items
+    rng = np.random.default_rng(7)
+    held = 0
+    for _ in range(runs):
+        wrong = rng.random(items) < marginal
+        checked = rng.random(items) < 0.05
+        checked[rng.choice(items, size=73, replace=False)] = True
+        plan = calibration.target_fill(checks=calibration.Checks.of(ambiguity=ambiguity[checked], wrong=wrong[checked]),
+                                       candidates=ambiguity, human_kept=0, keep_share=1.0, target=target,
+                                       to_people=checked)
+        missed = (wrong[:plan.auto] & ~checked[:plan.auto]).sum()
+        held += 1 - missed / items >= target
+    assert held / runs >= 0.95
+
+
 def test_a_looser_target_auto_accepts_more():
     ambiguity, wrong = _world(3)
     checks = _checks(ambiguity, wrong, np.arange(400))
@@ -118,8 +141,8 @@ def test_audit_draws_inside_the_region_count_as_decided_by_people():
     checks = _checks(ambiguity, wrong, np.arange(400))
     candidates = ambiguity[400:]
     drawn = np.random.default_rng(3).random(len(candidates)) < 0.05
-    plain = calibration.target_fill(checks=checks, candidates=candidates, human_kept=400, keep_share=1.0, target=0.98)
-    aware = calibration.target_fill(checks=checks, candidates=candidates, human_kept=400, keep_share=1.0, target=0.98,
+    plain = calibration.target_fill(checks=checks, candidates=candidates, human_kept=400, keep_share=1.0, target=0.97)
+    aware = calibration.target_fill(checks=checks, candidates=candidates, human_kept=400, keep_share=1.0, target=0.97,
                                     to_people=drawn)
     assert aware.auto > plain.auto
     region = np.argsort(candidates, kind="stable")[:aware.auto]
@@ -127,10 +150,10 @@ def test_audit_draws_inside_the_region_count_as_decided_by_people():
     assert candidates[region].max() == aware.reach
     _, lower = calibration.dataset_bound(checks=checks, auto_ambiguity=candidates[auto],
                                          human_kept=400 + len(candidates) - len(auto))
-    assert lower >= 0.98
+    assert lower >= 0.97
     assert lower == pytest.approx(aware.lower_bound, abs=2e-4)
     # Nothing goes to people: the same as no flags at all.
-    none = calibration.target_fill(checks=checks, candidates=candidates, human_kept=400, keep_share=1.0, target=0.98,
+    none = calibration.target_fill(checks=checks, candidates=candidates, human_kept=400, keep_share=1.0, target=0.97,
                                    to_people=np.zeros(len(candidates), bool))
     assert none == plain
 
@@ -162,9 +185,9 @@ def test_one_clean_region_is_enough_to_keep_the_llm():
 
 
 def test_unreliable_asks_for_99_5_percent():
-    # Against a 10% allowance: 7 errors in 30 checks are above it at 95% confidence (Jeffreys lower bound 0.128), not
-    # at 99.5% (0.083); 12 are above it at 99.5% too. A verdict that withdraws every auto-accept waits for stronger
-    # evidence than a bound.
+    # Against a 10% allowance: 7 errors in 30 checks are above it at 95% confidence (Clopper-Pearson lower bound
+    # 0.115), not at 99.5% (0.073); 12 are above it at 99.5% too (0.185). A verdict that withdraws every auto-accept
+    # waits for stronger evidence than a bound.
     def checks(errors):
         return calibration.Checks.of(ambiguity=np.linspace(0, 1, 30), wrong=np.arange(30) < errors)
 

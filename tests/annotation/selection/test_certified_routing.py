@@ -407,8 +407,8 @@ def test_the_calibration_verdict_is_given_once_and_kept(project, annotator):
 
 
 def test_a_calibration_sample_short_of_strong_evidence_keeps_the_llm(project, annotator):
-    # 7 of 30 calibration items wrong against the 11.4% an 88.6% target allows: the lower bound is above that at 95%
-    # (0.128), not at 99.5% (0.083). A verdict given once and kept asks for 99.5%: at 95% a usable GPT-3.5 was
+    # 8 of 30 calibration items wrong against the 11.4% an 88.6% target allows: the lower bound is above that at 95%
+    # (0.140), not at 99.5% (0.093). A verdict given once and kept asks for 99.5%: at 95% a usable GPT-3.5 was
     # declared unreliable on one mr_gpt35 run (bench/RESULTS.md, session 12).
     make_pool(project, n_per_class=60, wrong=(), abstain=())
     policy(project, target_accuracy=0.886, audit_rate=0.0)
@@ -418,10 +418,10 @@ def test_a_calibration_sample_short_of_strong_evidence_keeps_the_llm(project, an
     for n, item in enumerate(flagged):
         gold = item.extra["gold"]
         queue.item_review(project=project, item_id=item.pk, user=annotator, action="accept",
-                          expected_version=item.version, labels=[flip(gold) if n < 7 else gold])
+                          expected_version=item.version, labels=[flip(gold) if n < 8 else gold])
     selection_run_round(project=project)
     state = Project.objects.get(pk=project.pk).routing_state
-    assert state["calibration"] == {"size": 30, "done": 30, "right": 23, "n": 30}
+    assert state["calibration"] == {"size": 30, "done": 30, "right": 22, "n": 30}
     assert state["cohorts"]["import"]["calibration_verdict"] is False
     assert not state["cohorts"]["import"]["unreliable"] and state["phase"] != "unreliable"
 
