@@ -24,11 +24,12 @@ where its checks happen to be short of errors. The exact bound's own margin pays
 profile of mr_gpt35 and three made-up ones whose fill stops at its edge (``bench/region_choice.py``), the dataset met
 the target at the chosen region in 95.0-96.1% of projects; with the Jeffreys bound used until session 13 (the 95th
 percentile of Beta(k + 1/2, n - k + 1/2)), in 93.5-94.2%, so the "95% confidence" a lead read was about 94%. It costs
-about 1.4 points more reviewed on mr_gpt35's profile. One bound for the whole region (one per stratum would add half an
-error per stratum: with ten strata of ~19 checks every stratum started above a 2% allowance). The curated dataset's
-accuracy is (kept human decisions + auto-accepted items - their errors) / its size; its one-sided 95% lower bound counts
-the region's errors at the upper bound of its rate, its estimate at the Jeffreys posterior mean (k + 1/2) / (n + 1).
-bench/annotation_efficiency.py --certified measures how often the declared stop really held.
+about 1.4 points more reviewed on mr_gpt35's profile in one round, about four in whole runs (bench/RESULTS.md, session
+13). One bound for the whole region (one per stratum would add half an error per stratum: with ten strata of ~19 checks
+every stratum started above a 2% allowance). The curated dataset's accuracy is (kept human decisions + auto-accepted
+items - their errors) / its size; its one-sided 95% lower bound counts the region's errors at the upper bound of its
+rate, its estimate at the Jeffreys posterior mean (k + 1/2) / (n + 1). bench/annotation_efficiency.py --certified
+measures how often the declared stop really held.
 
 Target fill. Candidates are auto-accepted from the least ambiguous up, as far as the planned dataset's lower bound
 stays at or above the target (every count is tried; the largest that holds is taken); everything else waits for
