@@ -4,12 +4,12 @@
     python bench/certificate_limit.py --fit A B ITEMS HINDSIGHT [...]   # from a fit already made, no logs
 
 Reads the per-round lines of ``bench/annotation_efficiency.py --certified`` runs (each round logs how many items were
-auto-accepted and their true accuracy, gold known) and fits the error rate of the auto-accepted region against its
-size, r(A), by least squares on the rounds after calibration (or takes r(A) = a + b A / 1000 from ``--fit a b ITEMS HINDSIGHT``, with the
-set's size and its median hindsight share). Then, for several audit rates a, it finds the largest region A whose
-one-sided 95% bound, the router's own (``calibration.rate_upper``: Clopper-Pearson since session 13, Jeffreys before),
-holds the target when the bound is fed the *expected* errors among its checks: k = r(A) n, with n = a A audits plus
-the calibration sample's share A / N of ``--calibration`` items:
+auto-accepted and their true accuracy, gold known) and fits the error rate of the auto-accepted region against its size,
+r(A), by least squares on the rounds after calibration (or takes r(A) = a + b A / 1000 from ``--fit a b ITEMS
+HINDSIGHT``, with the set's size and its median hindsight share). Then, for several audit rates a, it finds the largest
+region A whose one-sided 95% bound, the router's own (``calibration.rate_upper``: Clopper-Pearson since session 13,
+Jeffreys before), holds the target when the bound is fed the *expected* errors among its checks: k = r(A) n, with n = a
+A audits plus the calibration sample's share A / N of ``--calibration`` items:
 
     A (1 - a) upper95(k, n) <= (1 - target) N
 
